@@ -1,0 +1,134 @@
+"""From a config to the objects a run needs: mesh, models, sharded state, the step.
+
+The recipe follows the Flax examples: shapes first (`jax.eval_shape`), shardings
+from the logical axis names, then initialisation jitted with `out_shardings` so that
+every array is created where it lives, and the step jitted once with explicit
+in/out shardings and the train state donated.
+
+The teacher is an input, never part of the train state: it has no optimizer state,
+gets no gradients, and is never written into checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxdistil import config_lib, optim, sharding
+from jaxdistil.config_lib import ConfigError
+from jaxdistil.models import bert, student_init
+from jaxdistil.step import StepConfig, TrainState, create_state, make_train_step
+
+
+@dataclasses.dataclass
+class Run:
+  config: Any
+  mesh: Mesh
+  step_config: StepConfig
+  teacher_params: Any                 # None for teacher-free MLM training
+  teacher_shardings: Any
+  state: TrainState
+  state_shardings: TrainState
+  batch_sharding: NamedSharding
+  frozen: Any
+  lr_schedule: Callable
+  train_step: Callable                # jitted: (state, teacher, batch) -> (state, m)
+
+
+def resolve_mesh(config, devices=None) -> Mesh:
+  devices = list(jax.devices() if devices is None else devices)
+  try:
+    shape = sharding.mesh_shape(config.mesh.to_dict(), len(devices))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  config_lib.validate(config, len(devices), shape)
+  return sharding.make_mesh(config.mesh.to_dict(), devices)
+
+
+def _sharded_params(cfg: bert.BertConfig, mesh: Mesh):
+  abstract = jax.eval_shape(lambda k: bert.init(cfg, k), jax.random.key(0))
+  return abstract, sharding.param_shardings(bert.logical_axes(cfg), abstract, mesh)
+
+
+def build(config, devices=None, teacher_params=None) -> Run:
+  """Validate the config, then build everything up to the compiled-on-call step.
+
+  `teacher_params` (a params tree for `config.model.teacher`) overrides
+  `config.teacher`; otherwise only `teacher='random'` is built here.
+  """
+  mesh = resolve_mesh(config, devices)
+  teacher_cfg = config_lib.teacher_config(config)
+  student_cfg = config_lib.student_config(config)
+  loss_cfg = config_lib.loss_config(config)
+  step_cfg = StepConfig(student=student_cfg, teacher=teacher_cfg, loss=loss_cfg,
+                        micro_batches=config.micro_batches)
+  root = jax.random.key(config.seed)
+  replicated = NamedSharding(mesh, P())
+
+  # Teacher: random weights here; HF and checkpoint teachers come in as params.
+  _, teacher_shardings = _sharded_params(teacher_cfg, mesh)
+  needs_teacher = loss_cfg.needs_teacher or config.student_init.source == 'teacher'
+  if teacher_params is None and needs_teacher:
+    if config.teacher != 'random':
+      raise ConfigError(
+          f'teacher={config.teacher!r}: this build makes only teacher="random"; '
+          f'import an HF or checkpoint teacher and pass its params')
+    teacher_params = jax.jit(bert.init, static_argnums=0,
+                             out_shardings=teacher_shardings)(
+                                 teacher_cfg, jax.random.fold_in(root, 0))
+  elif teacher_params is not None:
+    teacher_params = jax.device_put(teacher_params, teacher_shardings)
+
+  # Student: copied from the teacher's layers, or random.
+  abstract_student, student_shardings = _sharded_params(student_cfg, mesh)
+  if config.student_init.source == 'teacher':
+    layer_map = config_lib.layer_map(config)
+    params = jax.jit(
+        lambda t: student_init.init_from_teacher(
+            t, teacher_cfg, student_cfg, layer_map,
+            config.student_init.fold_token_type),
+        out_shardings=student_shardings)(teacher_params)
+  else:
+    params = jax.jit(bert.init, static_argnums=0,
+                     out_shardings=student_shardings)(
+                         student_cfg, jax.random.fold_in(root, 1))
+  if not loss_cfg.needs_teacher:
+    teacher_params, teacher_shardings = None, None
+
+  # Optimizer and train state, sharded like the params (FSDP shards Adam's moments).
+  frozen = student_init.frozen_mask(abstract_student,
+                                    config.student_init.freeze_position_embeddings)
+  optim_cfg = config_lib.optim_config(config)
+  tx = optim.make(optim_cfg, config.total_steps, frozen)
+  lr_schedule = optim.schedule(optim_cfg, config.total_steps)
+  abstract_opt = jax.eval_shape(tx.init, abstract_student)
+  state_shardings = TrainState(
+      step=replicated, params=student_shardings,
+      opt_state=sharding.shardings_like_params(abstract_opt, student_shardings,
+                                               abstract_student, mesh),
+      rng=replicated)
+  state = jax.jit(lambda p: create_state(p, tx, config.seed),
+                  out_shardings=state_shardings, donate_argnums=0)(params)
+
+  batch_sharding = sharding.batch_sharding(mesh)
+  step_fn = make_train_step(step_cfg, tx, lr_schedule, frozen,
+                            micro_sharding=NamedSharding(mesh,
+                                                         P(None, sharding.BATCH_AXES)))
+
+  def traced_under_mesh(*args):
+    with sharding.constraints(mesh):
+      return step_fn(*args)
+
+  train_step = jax.jit(traced_under_mesh,
+                       in_shardings=(state_shardings, teacher_shardings,
+                                     batch_sharding),
+                       out_shardings=(state_shardings, replicated),
+                       donate_argnums=(0,))
+  return Run(config=config, mesh=mesh, step_config=step_cfg,
+             teacher_params=teacher_params, teacher_shardings=teacher_shardings,
+             state=state, state_shardings=state_shardings,
+             batch_sharding=batch_sharding, frozen=frozen,
+             lr_schedule=lr_schedule, train_step=train_step)

@@ -1,0 +1,174 @@
+"""Run configs: the defaults every config file starts from, and their validation.
+
+Config files in `configs/` call `default_config()` and change what differs, so every
+config has the same keys (scripts and checks rely on `seed`, `teacher`,
+`total_steps`, `batch_size`, `max_len`, `checkpoint_every`, `eval_every`, `data`).
+`validate()` turns a config that cannot work into one `ConfigError` line naming the
+field and the fix, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxdistil import losses, optim
+from jaxdistil.models import student_init
+from jaxdistil.models.bert import BertConfig
+
+
+class ConfigError(ValueError):
+  """A config that cannot work; the message is one line naming field and fix."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                       # params, dropout and data order derive from it
+  # 'random' (random weights; tests and benchmarks), an HF directory or hub id, or
+  # a jaxdistil checkpoint directory.
+  c.teacher = 'random'
+  c.total_steps = 1000             # optimizer steps
+  c.batch_size = 256               # global, in sequences, per optimizer step
+  c.micro_batches = 1              # gradient accumulation: batch_size / this per pass
+  c.max_len = 128                  # tokens per sequence, [CLS]/[SEP] included
+  c.checkpoint_every = 1000        # steps
+  c.eval_every = 500               # steps
+  c.data = ''                      # prepared shards or raw text (the data issue)
+  c.dtype = 'float32'              # compute dtype: float32 or bfloat16
+
+  c.model = ml_collections.ConfigDict()
+  # The teacher: BERT-base by default.
+  c.model.teacher = ml_collections.ConfigDict(dict(
+      vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
+      intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
+      layer_norm_eps=1e-12))
+  # The student: the teacher's shape with fewer layers, no token types. The
+  # placeholders (None) mean "as the teacher".
+  c.model.student = ml_collections.ConfigDict(dict(
+      num_layers=6,
+      hidden_size=config_dict.placeholder(int),
+      num_heads=config_dict.placeholder(int),
+      intermediate_size=config_dict.placeholder(int),
+      hidden_dropout=0.1, attention_dropout=0.1))
+
+  c.student_init = ml_collections.ConfigDict(dict(
+      source='teacher',            # 'teacher' (copy layers) or 'random'
+      layer_map=(),                # () = evenly spaced; (0, 2, 4, 7, 9, 11) for 12->6
+      freeze_position_embeddings=True,   # the released DistilBERT did
+      fold_token_type=False))      # add teacher type-0 embedding into positions
+
+  c.loss = ml_collections.ConfigDict(dict(
+      temperature=2.0, alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0, alpha_mse=0.0,
+      restrict_ce_to_mask=False))
+
+  c.optim = ml_collections.ConfigDict(dict(
+      learning_rate=5e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.0,
+      warmup_fraction=0.05, clip_norm=5.0))
+
+  # Device mesh: one axis may be -1 (all remaining devices).
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  return c
+
+
+def teacher_config(c) -> BertConfig:
+  t = c.model.teacher
+  return BertConfig(
+      vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_layers=t.num_layers,
+      num_heads=t.num_heads, intermediate_size=t.intermediate_size,
+      max_position_embeddings=t.max_position_embeddings,
+      type_vocab_size=t.type_vocab_size, layer_norm_eps=t.layer_norm_eps,
+      hidden_dropout=0.0, attention_dropout=0.0, dtype=c.dtype)
+
+
+def student_config(c) -> BertConfig:
+  s = c.model.student
+  teacher = teacher_config(c)
+  sizes = {k: s[k] for k in ('hidden_size', 'num_heads', 'intermediate_size')
+           if s[k] is not None}
+  return student_init.student_config(
+      teacher, s.num_layers, hidden_dropout=s.hidden_dropout,
+      attention_dropout=s.attention_dropout, **sizes)
+
+
+def loss_config(c) -> losses.LossConfig:
+  return losses.LossConfig(**c.loss.to_dict())
+
+
+def optim_config(c) -> optim.OptimConfig:
+  return optim.OptimConfig(**c.optim.to_dict())
+
+
+def layer_map(c) -> tuple[int, ...]:
+  t, s = teacher_config(c), student_config(c)
+  if c.student_init.layer_map:
+    return tuple(c.student_init.layer_map)
+  return student_init.default_layer_map(t.num_layers, s.num_layers)
+
+
+def validate(c, num_devices: int, mesh_shape: tuple[int, int, int]) -> None:
+  """Raise ConfigError (one line) for a config that cannot work."""
+  t, s, loss = teacher_config(c), student_config(c), loss_config(c)
+
+  def fail(msg):
+    raise ConfigError(msg)
+
+  for name, m in (('model.teacher', t), ('model.student', s)):
+    if m.hidden_size % m.num_heads:
+      fail(f'{name}.hidden_size={m.hidden_size} is not divisible by '
+           f'num_heads={m.num_heads}: choose a head count that divides it')
+  if c.dtype not in ('float32', 'bfloat16'):
+    fail(f'dtype={c.dtype!r}: use float32 or bfloat16')
+  if loss.temperature <= 0:
+    fail(f'loss.temperature={loss.temperature} must be > 0 (the reference uses 2.0)')
+  weights = {k: loss.weight(k) for k in losses.TERMS}
+  if any(w < 0 for w in weights.values()):
+    fail(f'loss weights must be >= 0, got {weights}')
+  if not any(weights.values()):
+    fail('all loss weights (loss.alpha_ce, alpha_mlm, alpha_cos, alpha_mse) are 0: '
+         'nothing to train; the reference uses 5/2/1/0')
+  if s.vocab_size != t.vocab_size:
+    fail(f'student vocab_size={s.vocab_size} differs from the teacher\'s '
+         f'{t.vocab_size}: distillation compares distributions over one vocabulary')
+  if loss.alpha_cos and s.hidden_size != t.hidden_size:
+    fail(f'loss.alpha_cos={loss.alpha_cos} compares hidden states but '
+         f'model.student.hidden_size={s.hidden_size} differs from the teacher\'s '
+         f'{t.hidden_size}: set loss.alpha_cos=0 or match the hidden sizes')
+  source = c.student_init.source
+  if source not in ('teacher', 'random'):
+    fail(f'student_init.source={source!r}: use "teacher" or "random"')
+  if source == 'teacher':
+    if s.num_layers > t.num_layers:
+      fail(f'model.student.num_layers={s.num_layers} exceeds the teacher\'s '
+           f'{t.num_layers}: a student initialised from the teacher needs fewer layers')
+    for field in ('hidden_size', 'num_heads', 'intermediate_size'):
+      if getattr(s, field) != getattr(t, field):
+        fail(f'student_init.source="teacher" copies weights but model.student.'
+             f'{field}={getattr(s, field)} differs from the teacher\'s '
+             f'{getattr(t, field)}: set student_init.source="random" or match it')
+    if c.student_init.layer_map:
+      try:
+        student_init.check_layer_map(c.student_init.layer_map, t.num_layers,
+                                     s.num_layers)
+      except ValueError as e:
+        fail(str(e))
+    if c.student_init.fold_token_type and not t.type_vocab_size:
+      fail('student_init.fold_token_type=True but the teacher has no token-type '
+           'embeddings (model.teacher.type_vocab_size=0): set it to False')
+  if c.max_len > min(t.max_position_embeddings, s.max_position_embeddings):
+    fail(f'max_len={c.max_len} exceeds max_position_embeddings='
+         f'{t.max_position_embeddings}: lower max_len')
+  if c.micro_batches < 1:
+    fail(f'micro_batches={c.micro_batches} must be >= 1')
+  if c.total_steps < 1:
+    fail(f'total_steps={c.total_steps} must be >= 1')
+  data_parallel = mesh_shape[0] * mesh_shape[1]
+  per_pass = data_parallel * c.micro_batches
+  if c.batch_size % per_pass:
+    fail(f'batch_size={c.batch_size} is not divisible by data x fsdp x micro_batches'
+         f' = {mesh_shape[0]} x {mesh_shape[1]} x {c.micro_batches} = {per_pass}: '
+         f'use a multiple of {per_pass}, e.g. '
+         f'{max(per_pass, c.batch_size // per_pass * per_pass)}')
+  if math.prod(mesh_shape) != num_devices:
+    fail(f'mesh {mesh_shape} does not use the {num_devices} devices present')

@@ -1,0 +1,306 @@
+"""One BERT encoder with a masked-LM head, for both the teacher and the student.
+
+The teacher (BERT layout: token-type embeddings) and the student (DistilBERT layout:
+no token types, no pooler, fewer layers) are two `BertConfig`s of this one code.
+
+Parameter names follow the Hugging Face PyTorch names so that conversion is a table:
+`embeddings/word_embeddings/embedding` is `bert.embeddings.word_embeddings.weight`,
+`encoder/layer_3/attention/self/query/kernel` is `bert.encoder.layer.3.attention.self.
+query.weight` (transposed, heads split out), `cls/predictions/bias`
+is `cls.predictions.bias`, and so on. Attention kernels keep heads as their own axis
+(`[embed, heads, kv]`) so that tensor parallelism can split heads.
+
+Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv`, `mlp`,
+`pos`, `type`); `jaxdistil.sharding` maps them to mesh axes.
+
+The public surface is two pure functions over a plain params pytree:
+`init(config, rng)` and `apply(config, params, input_ids, attention_mask, ...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdistil.sharding import constrain
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Shape and behaviour of one BERT encoder (hashable: it is a static jit argument)."""
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int = 3072
+  max_position_embeddings: int = 512
+  # 0 means no token-type embeddings (the DistilBERT layout).
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  hidden_dropout: float = 0.1
+  attention_dropout: float = 0.1
+  initializer_range: float = 0.02
+  # Compute dtype; parameters are always stored in float32.
+  dtype: str = 'float32'
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  def replace(self, **kw) -> 'BertConfig':
+    return dataclasses.replace(self, **kw)
+
+
+class BertOutput(NamedTuple):
+  logits: jax.Array          # [batch, length, vocab], float32
+  hidden_states: tuple       # num_layers + 1 arrays [batch, length, hidden]
+
+
+def _init(cfg: BertConfig, axes):
+  return nn.with_logical_partitioning(
+      nn.initializers.normal(cfg.initializer_range), axes)
+
+
+def _zeros(axes):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def _ones(axes):
+  return nn.with_logical_partitioning(nn.initializers.ones_init(), axes)
+
+
+def _layer_norm(cfg: BertConfig, name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
+                      param_dtype=jnp.float32, scale_init=_ones(('embed',)),
+                      bias_init=_zeros(('embed',)), name=name)
+
+
+def _dense(cfg: BertConfig, features, kernel_axes, bias_axes, name, axis=-1):
+  return nn.DenseGeneral(
+      features=features, axis=axis, dtype=jnp.dtype(cfg.dtype),
+      param_dtype=jnp.float32, kernel_init=_init(cfg, kernel_axes),
+      bias_init=_zeros(bias_axes), name=name)
+
+
+class Embeddings(nn.Module):
+  cfg: BertConfig
+
+  def setup(self):
+    cfg = self.cfg
+    self.word_embeddings = nn.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.float32, embedding_init=_init(cfg, ('vocab', 'embed')))
+    self.position_embeddings = nn.Embed(
+        cfg.max_position_embeddings, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.float32, embedding_init=_init(cfg, ('pos', 'embed')))
+    if cfg.type_vocab_size:
+      self.token_type_embeddings = nn.Embed(
+          cfg.type_vocab_size, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+          param_dtype=jnp.float32, embedding_init=_init(cfg, ('type', 'embed')))
+    self.LayerNorm = _layer_norm(cfg, 'LayerNorm')
+    self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+  def __call__(self, input_ids, token_type_ids, deterministic):
+    length = input_ids.shape[1]
+    x = self._lookup(self.word_embeddings, input_ids, 'vocab')
+    x = x + self._lookup(self.position_embeddings, jnp.arange(length)[None])
+    if self.cfg.type_vocab_size:
+      x = x + self._lookup(self.token_type_embeddings, token_type_ids)
+    x = constrain(x, 'act_batch', 'act_length', 'act_embed')
+    # LayerNorm statistics in float32 whatever the compute dtype.
+    x = self.LayerNorm(x.astype(jnp.float32)).astype(self.cfg.dtype)
+    return self.dropout(x, deterministic=deterministic)
+
+  def _lookup(self, embed: nn.Embed, ids, rows=None):
+    # FSDP shards a table's hidden axis; gather it before the lookup (as for any
+    # FSDP weight) so the lookup's output can follow the batch sharding.
+    table = constrain(embed.embedding, rows, 'act_embed')
+    return jnp.take(table, ids, axis=0).astype(self.cfg.dtype)
+
+  def attend(self, x):
+    """The decoder tied to the word embeddings: x @ E^T."""
+    return self.word_embeddings.attend(x)
+
+
+class SelfAttention(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    cfg = self.cfg
+    heads = (cfg.num_heads, cfg.head_dim)
+    qkv_axes = (('embed', 'heads', 'kv'), ('heads', 'kv'))
+    act = ('act_batch', 'act_length', 'act_heads', None)
+    q = constrain(_dense(cfg, heads, *qkv_axes, name='query')(x), *act)
+    k = constrain(_dense(cfg, heads, *qkv_axes, name='key')(x), *act)
+    v = constrain(_dense(cfg, heads, *qkv_axes, name='value')(x), *act)
+    q = q * jnp.asarray(cfg.head_dim ** -0.5, q.dtype)
+    scores = jnp.einsum('bqhd,bkhd->bhqk', q, k,
+                        preferred_element_type=jnp.float32)
+    probs = jax.nn.softmax(scores + attention_bias, axis=-1)
+    probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+    return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+
+
+class AttentionOutput(nn.Module):
+  """Output projection of the heads, dropout, residual and LayerNorm."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, ctx, residual, deterministic):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.hidden_size, ('heads', 'kv', 'embed'), ('embed',),
+               name='dense', axis=(-2, -1))(ctx)
+    h = nn.Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
+    return _layer_norm(cfg, 'LayerNorm')(
+        (h + residual).astype(jnp.float32)).astype(cfg.dtype)
+
+
+class Attention(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    ctx = SelfAttention(self.cfg, name='self')(x, attention_bias, deterministic)
+    return AttentionOutput(self.cfg, name='output')(ctx, x, deterministic)
+
+
+class Intermediate(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.intermediate_size, ('embed', 'mlp'), ('mlp',),
+               name='dense')(x)
+    return constrain(nn.gelu(h, approximate=False), 'act_batch', 'act_length',
+                     'act_mlp')
+
+
+class Output(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, h, residual, deterministic):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.hidden_size, ('mlp', 'embed'), ('embed',), name='dense')(h)
+    h = nn.Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
+    return _layer_norm(cfg, 'LayerNorm')(
+        (h + residual).astype(jnp.float32)).astype(cfg.dtype)
+
+
+class Layer(nn.Module):
+  """A post-LayerNorm transformer block with HF BERT's submodule names."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    x = Attention(self.cfg, name='attention')(x, attention_bias, deterministic)
+    h = Intermediate(self.cfg, name='intermediate')(x)
+    x = Output(self.cfg, name='output')(h, x, deterministic)
+    return constrain(x, 'act_batch', 'act_length', 'act_embed')
+
+
+class Encoder(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    hidden_states = [x]
+    for i in range(self.cfg.num_layers):
+      x = Layer(self.cfg, name=f'layer_{i}')(x, attention_bias, deterministic)
+      hidden_states.append(x)
+    return tuple(hidden_states)
+
+
+class Transform(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.hidden_size, ('embed', 'mlp_head'), ('mlp_head',),
+               name='dense')(x)
+    h = nn.gelu(h, approximate=False)
+    return _layer_norm(cfg, 'LayerNorm')(h.astype(jnp.float32)).astype(cfg.dtype)
+
+
+class Predictions(nn.Module):
+  """MLM head: transform (dense, GELU, LayerNorm), decoder tied to the word
+  embeddings, and its own output bias."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, embeddings: Embeddings):
+    h = Transform(self.cfg, name='transform')(x)
+    logits = embeddings.attend(h).astype(jnp.float32)
+    logits = constrain(logits, 'act_batch', 'act_length', 'act_vocab')
+    bias = self.param('bias', _zeros(('vocab',)), (self.cfg.vocab_size,),
+                      jnp.float32)
+    return logits + bias
+
+
+class Cls(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, embeddings):
+    return Predictions(self.cfg, name='predictions')(x, embeddings)
+
+
+class MaskedLM(nn.Module):
+  """embeddings -> encoder -> cls/predictions, named like HF's BertForMaskedLM."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic):
+    embeddings = Embeddings(self.cfg, name='embeddings')
+    x = embeddings(input_ids, token_type_ids, deterministic)
+    # Padding keys get a large negative score; the bias broadcasts over heads and
+    # queries. Added in float32 to the float32 scores.
+    attention_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
+                               jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    hidden_states = Encoder(self.cfg, name='encoder')(x, attention_bias,
+                                                      deterministic)
+    logits = Cls(self.cfg, name='cls')(hidden_states[-1], embeddings)
+    return BertOutput(logits, hidden_states)
+
+
+def _boxed_init(cfg: BertConfig, rng):
+  ids = jnp.zeros((1, 1), jnp.int32)
+  return MaskedLM(cfg).init(rng, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
+                            deterministic=True)['params']
+
+
+def init(cfg: BertConfig, rng: jax.Array) -> dict:
+  """Random parameters (BERT's N(0, 0.02) init), as a plain nested dict."""
+  return nn.meta.unbox(_boxed_init(cfg, rng))
+
+
+def logical_axes(cfg: BertConfig) -> dict:
+  """The logical axis names of every parameter, as a tree of PartitionSpecs."""
+  boxed = jax.eval_shape(lambda: _boxed_init(cfg, jax.random.key(0)))
+  return nn.get_partition_spec(boxed)
+
+
+def apply(cfg: BertConfig, params: dict, input_ids, attention_mask,
+          token_type_ids=None, dropout_rng=None) -> BertOutput:
+  """The model as a pure function: logits and the per-layer hidden states.
+
+  Dropout is on only when `dropout_rng` is given (and the config's rates > 0).
+  `token_type_ids` defaults to all zeros and is ignored by a DistilBERT layout.
+  """
+  if token_type_ids is None:
+    token_type_ids = jnp.zeros_like(input_ids)
+  deterministic = dropout_rng is None
+  rngs = None if deterministic else {'dropout': dropout_rng}
+  return MaskedLM(cfg).apply({'params': params}, input_ids, attention_mask,
+                             token_type_ids, deterministic, rngs=rngs)
+
+
+def param_count(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,137 @@
+"""The fused distillation step: one XLA program per optimizer step.
+
+    teacher forward (frozen, stop_gradient) -> student forward -> losses
+    -> gradients (student only) -> [accumulate over micro-batches] -> optax update
+
+Gradient accumulation scans over micro-batches with `lax.scan`. Each micro-batch's
+loss divides its (sum) by the token counts of the *whole* batch, which depend only
+on the batch, so the summed gradients equal the gradient of one step on the whole
+batch (up to float summation order), whatever the number of micro-batches.
+
+Micro-batches are strided (micro-batch m holds rows m, m + M, m + 2M, ...), so each
+device's slice of the batch contributes to every micro-batch and the split needs
+no communication.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxdistil import losses
+from jaxdistil.models import bert
+
+
+class TrainState(struct.PyTreeNode):
+  step: jax.Array       # int32 scalar: optimizer steps taken
+  params: Any           # the student's parameters (float32 master copy)
+  opt_state: Any
+  rng: jax.Array        # uint32 key data (a plain array, so checkpoints hold it)
+
+
+def create_state(params, tx: optax.GradientTransformation, seed: int) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params),
+                    rng=jax.random.key_data(jax.random.key(seed)))
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  student: bert.BertConfig
+  teacher: bert.BertConfig | None
+  loss: losses.LossConfig
+  micro_batches: int = 1
+
+
+def split_micro_batches(batch: dict, m: int, sharding=None) -> dict:
+  """[B, ...] -> [m, B/m, ...], micro-batch i = rows i, i+m, i+2m, ..."""
+  def split(x):
+    y = x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
+    return y if sharding is None else jax.lax.with_sharding_constraint(y, sharding)
+  return jax.tree.map(split, batch)
+
+
+def _tree_add(a, b):
+  return jax.tree.map(jnp.add, a, b)
+
+
+def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
+                    lr_schedule: optax.Schedule, frozen,
+                    micro_sharding=None) -> Callable:
+  """Build `train_step(state, teacher_params, batch) -> (state, metrics)`.
+
+  `batch` holds [B, L] int32 arrays: `input_ids` (already masked), `attention_mask`,
+  `labels` (the true tokens), `mlm_mask` (positions to predict) and optionally
+  `token_type_ids` (teacher only). `frozen` is a tree of bools over the student's
+  params. `micro_sharding` pins the [M, B/M, L] split to the batch axes.
+  """
+  use_teacher = cfg.teacher is not None and cfg.loss.needs_teacher
+  dropout = cfg.student.hidden_dropout > 0 or cfg.student.attention_dropout > 0
+
+  def freeze(params):
+    return jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p,
+                        params, frozen)
+
+  def micro_grads(params, teacher_params, micro, rng, total_counts):
+    teacher_out = None
+    if use_teacher:
+      out = bert.apply(cfg.teacher, teacher_params, micro['input_ids'],
+                       micro['attention_mask'], micro.get('token_type_ids'))
+      # Only what the losses read; the rest of the teacher is dead code to XLA.
+      teacher_out = jax.lax.stop_gradient(
+          bert.BertOutput(out.logits, (out.hidden_states[-1],)))
+
+    def loss_fn(p):
+      student_out = bert.apply(cfg.student, freeze(p), micro['input_ids'],
+                               micro['attention_mask'],
+                               dropout_rng=rng if dropout else None)
+      parts = losses.terms(student_out, teacher_out, micro, cfg.loss)
+      sums = {k: s for k, (s, _) in parts.items()}
+      return losses.total(sums, total_counts, cfg.loss), sums
+
+    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return grads, sums
+
+  def train_step(state: TrainState, teacher_params, batch: dict):
+    total_counts = losses.counts(batch, cfg.loss)
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    m = cfg.micro_batches
+    if m == 1:
+      grads, sums = micro_grads(state.params, teacher_params, batch, rng,
+                                total_counts)
+    else:
+      micro = split_micro_batches(batch, m, micro_sharding)
+      first = jax.tree.map(lambda x: x[0], micro)
+      zeros = jax.tree.map(
+          lambda s: jnp.zeros(s.shape, s.dtype),
+          jax.eval_shape(micro_grads, state.params, teacher_params, first, rng,
+                         total_counts))
+
+      def body(carry, inputs):
+        mb, i = inputs
+        out = micro_grads(state.params, teacher_params, mb,
+                          jax.random.fold_in(rng, i), total_counts)
+        return _tree_add(carry, out), None
+
+      (grads, sums), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(m)))
+
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {f'loss_{k}': s / jnp.maximum(total_counts[k], 1.0)
+               for k, s in sums.items()}
+    metrics.update(
+        loss=losses.total(sums, total_counts, cfg.loss),
+        grad_norm=optax.global_norm(grads),
+        learning_rate=lr_schedule(state.step),
+        tokens=total_counts['cos'],
+        masked_tokens=total_counts['mlm'])
+    new_state = state.replace(step=state.step + 1, params=params,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
