@@ -34,6 +34,7 @@ class Run:
   state_shardings: TrainState
   batch_sharding: NamedSharding
   frozen: Any
+  tx: Any                             # the optax transformation
   lr_schedule: Callable
   train_step: Callable                # jitted: (state, teacher, batch) -> (state, m)
 
@@ -130,5 +131,5 @@ def build(config, devices=None, teacher_params=None) -> Run:
   return Run(config=config, mesh=mesh, step_config=step_cfg,
              teacher_params=teacher_params, teacher_shardings=teacher_shardings,
              state=state, state_shardings=state_shardings,
-             batch_sharding=batch_sharding, frozen=frozen,
+             batch_sharding=batch_sharding, frozen=frozen, tx=tx,
              lr_schedule=lr_schedule, train_step=train_step)

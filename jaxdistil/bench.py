@@ -1,0 +1,217 @@
+"""Benchmark the real distillation step at a config's size on random tokens.
+
+    python -m jaxdistil.bench --config=configs/distilbert_base.py \
+        --config.max_len=128 --config.batch_size=16 [--json] [--parts]
+
+Builds the same sharded, jitted step that training runs (random teacher weights,
+student initialised from them), then reports tokens/s, step time, compile time,
+peak memory, model FLOPs per token (see `jaxdistil.flops` for the formula) and MFU
+against the matmul rate it measures on the same devices in the same run (a square
+float32 or bfloat16 matmul, best of several). `--parts` also times the step's parts
+(teacher forward, student forward+backward with the losses, optimizer update) as
+separate programs, to show where the time goes. With `--json` the last line is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+# Before jax is imported: glibc settings that stop the CPU backend from
+# page-faulting its buffers in again on every step (see host_memory).
+from jaxdistil import host_memory
+
+if __name__ == '__main__':
+  host_memory.keep_freed_memory()
+
+import json
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxdistil import build, flops, losses, synthetic
+from jaxdistil.config_lib import ConfigError
+from jaxdistil.models import bert
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
+                                          lock_config=True)
+_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
+_PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
+_MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
+
+
+def matmul_rate(dtype: str, n: int, repeats: int = 5) -> float:
+  """FLOP/s of an n x n x n matmul on the default device, best of `repeats`."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def _timed(fn, *args, repeats: int):
+  out = fn(*args)
+  jax.block_until_ready(out)
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
+def time_parts(run: build.Run, state, batch, repeats: int) -> dict:
+  """Seconds for each part of the step, each compiled on its own."""
+  cfg = run.step_config
+
+  def teacher_forward(t, b):
+    out = bert.apply(cfg.teacher, t, b['input_ids'], b['attention_mask'],
+                     b.get('token_type_ids'))
+    return out.logits, out.hidden_states[-1]
+
+  def student_grads(p, t_logits, t_hidden, b):
+    def loss_fn(p):
+      out = bert.apply(cfg.student, p, b['input_ids'], b['attention_mask'])
+      parts = losses.terms(out, bert.BertOutput(t_logits, (t_hidden,)), b,
+                           cfg.loss)
+      counts = losses.counts(b, cfg.loss)
+      return losses.total({k: s for k, (s, _) in parts.items()}, counts, cfg.loss)
+    return jax.grad(loss_fn)(p)
+
+  def student_forward(p, b):
+    return bert.apply(cfg.student, p, b['input_ids'], b['attention_mask']).logits
+
+  result = {}
+  t_fn = jax.jit(teacher_forward)
+  result['teacher_forward_s'] = _timed(t_fn, run.teacher_params, batch,
+                                       repeats=repeats)
+  t_logits, t_hidden = t_fn(run.teacher_params, batch)
+  result['student_forward_s'] = _timed(jax.jit(student_forward), state.params,
+                                       batch, repeats=repeats)
+  g_fn = jax.jit(student_grads)
+  result['student_forward_backward_losses_s'] = _timed(
+      g_fn, state.params, t_logits, t_hidden, batch, repeats=repeats)
+  grads = g_fn(state.params, t_logits, t_hidden, batch)
+  tx = run.tx
+  u_fn = jax.jit(lambda g, o, p: tx.update(g, o, p))
+  result['optimizer_update_s'] = _timed(u_fn, grads, state.opt_state, state.params,
+                                        repeats=repeats)
+  return result
+
+
+def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048) -> dict:
+  config.teacher = 'random'          # random weights: speed does not depend on them
+  run = build.build(config)
+  cfg = run.step_config
+  b, length = config.batch_size, config.max_len
+  rng = np.random.default_rng(config.seed)
+  batch = synthetic.random_batch(rng, b, length, cfg.student.vocab_size,
+                                 full_length=True)
+  batch = jax.device_put(batch, run.batch_sharding)
+
+  t = time.perf_counter()
+  compiled = run.train_step.lower(run.state, run.teacher_params, batch).compile()
+  compile_s = time.perf_counter() - t
+  memory = compiled.memory_analysis()
+
+  state = run.state
+  state, metrics = compiled(state, run.teacher_params, batch)   # warm-up
+  jax.block_until_ready(state)
+  times = []
+  usage0 = resource.getrusage(resource.RUSAGE_SELF)
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, run.teacher_params, batch)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - t)
+  step_s = float(np.median(times))
+  usage1 = resource.getrusage(resource.RUSAGE_SELF)
+
+  mm_rate = matmul_rate(config.dtype, matmul_n)
+  teacher = cfg.teacher if cfg.loss.needs_teacher else None
+  per_token = flops.distill_step(teacher, cfg.student, length)
+  tokens_per_s = b * length / step_s
+  n_dev = len(run.mesh.devices.flat)
+  result = {
+      'devices': n_dev,
+      'device_kind': jax.devices()[0].device_kind,
+      'platform': jax.devices()[0].platform,
+      'mesh': dict(run.mesh.shape),
+      'dtype': config.dtype,
+      'batch_size': b, 'max_len': length, 'micro_batches': config.micro_batches,
+      'teacher_layers': cfg.teacher.num_layers, 'student_layers': cfg.student.num_layers,
+      'tokens_per_s': tokens_per_s,
+      'step_s': step_s,
+      'step_s_min': float(min(times)),
+      'compile_s': compile_s,
+      'flops_per_token': per_token,
+      'matmul_flops_per_s': mm_rate * n_dev,
+      'mfu': tokens_per_s * per_token / (mm_rate * n_dev),
+      'peak_host_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      'compiled_temp_bytes': getattr(memory, 'temp_size_in_bytes', None),
+      'compiled_argument_bytes': getattr(memory, 'argument_size_in_bytes', None),
+      'compiled_output_bytes': getattr(memory, 'output_size_in_bytes', None),
+      'host_user_s_per_step': (usage1.ru_utime - usage0.ru_utime) / steps,
+      'host_sys_s_per_step': (usage1.ru_stime - usage0.ru_stime) / steps,
+      'page_faults_per_step': (usage1.ru_minflt - usage0.ru_minflt) / steps,
+      'host_memory_kept': host_memory.applied(),
+      'loss': float(metrics['loss']),
+  }
+  if parts:
+    result['parts'] = time_parts(run, state, batch, repeats=max(2, steps // 2))
+  return result
+
+
+def _report(r: dict) -> str:
+  gib = 2 ** 30
+  lines = [
+      f"devices      {r['devices']} x {r['device_kind']} ({r['platform']}), "
+      f"mesh {r['mesh']}, {r['dtype']}",
+      f"shape        batch {r['batch_size']} x length {r['max_len']}, "
+      f"{r['micro_batches']} micro-batch(es); teacher {r['teacher_layers']} layers, "
+      f"student {r['student_layers']}",
+      f"compile      {r['compile_s']:.1f} s",
+      f"step         {r['step_s']:.3f} s (median), {r['step_s_min']:.3f} s (best)",
+      f"throughput   {r['tokens_per_s']:.1f} tokens/s",
+      f"model FLOPs  {r['flops_per_token'] / 1e6:.1f} MFLOP/token "
+      f"(teacher fwd + 3 x student fwd)",
+      f"matmul rate  {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s measured",
+      f"MFU          {r['mfu']:.3f}",
+      f"memory       host peak RSS {r['peak_host_rss_bytes'] / gib:.2f} GiB; "
+      f"compiled step temp {(r['compiled_temp_bytes'] or 0) / gib:.2f} GiB, "
+      f"arguments {(r['compiled_argument_bytes'] or 0) / gib:.2f} GiB",
+      f"host CPU     {r['host_user_s_per_step']:.2f} s user, "
+      f"{r['host_sys_s_per_step']:.2f} s system, "
+      f"{r['page_faults_per_step']:.0f} page faults per step",
+  ]
+  for k, v in r.get('parts', {}).items():
+    lines.append(f"part         {k:36s} {v:.3f} s")
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None:
+    raise app.UsageError('--config=configs/<name>.py is required')
+  config = _CONFIG.value.unlock()
+  try:
+    result = benchmark(config, _STEPS.value, _PARTS.value, _MATMUL.value)
+  except ConfigError as e:
+    print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(_report(result), flush=True)
+  if _JSON.value:
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
