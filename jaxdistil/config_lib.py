@@ -107,9 +107,17 @@ def layer_map(c) -> tuple[int, ...]:
   return student_init.default_layer_map(t.num_layers, s.num_layers)
 
 
-def validate(c, num_devices: int, mesh_shape: tuple[int, int, int]) -> None:
-  """Raise ConfigError (one line) for a config that cannot work."""
-  t, s, loss = teacher_config(c), student_config(c), loss_config(c)
+def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
+             teacher: BertConfig | None = None,
+             student: BertConfig | None = None) -> None:
+  """Raise ConfigError (one line) for a config that cannot work.
+
+  `teacher`/`student` replace the configs' model shapes when they come from
+  elsewhere (an imported Hugging Face teacher brings its own vocabulary).
+  """
+  t = teacher or teacher_config(c)
+  s = student or student_config(c)
+  loss = loss_config(c)
 
   def fail(msg):
     raise ConfigError(msg)

@@ -1,0 +1,78 @@
+"""The benchmark command and the FLOPs formula it reports."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxdistil import flops
+from jaxdistil.models import bert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_flops_formula_for_bert_base():
+  base = bert.BertConfig()
+  d, f, v, n = 768, 3072, 30522, 128
+  layer = 2 * (4 * d * d + 2 * d * f) + 4 * n * d
+  head = 2 * d * d + 2 * d * v
+  assert flops.forward(base, n) == 12 * layer + head
+  student = base.replace(num_layers=6, type_vocab_size=0)
+  assert flops.distill_step(base, student, n) == (12 * layer + head
+                                                  + 3 * (6 * layer + head))
+  assert flops.distill_step(None, student, n) == 3 * (6 * layer + head)
+
+
+def test_flops_formula_agrees_with_xla_cost_analysis():
+  """XLA counts every op; matmuls dominate, so its count is a bit above ours."""
+  cfg = bert.BertConfig(vocab_size=2048, hidden_size=128, num_layers=2, num_heads=4,
+                        intermediate_size=512, max_position_embeddings=64,
+                        hidden_dropout=0.0, attention_dropout=0.0)
+  params = bert.init(cfg, jax.random.key(0))
+  ids = jnp.ones((4, 64), jnp.int32)
+  compiled = jax.jit(lambda p, i: bert.apply(cfg, p, i, jnp.ones_like(i)).logits
+                     ).lower(params, ids).compile()
+  xla_flops = compiled.cost_analysis()['flops']
+  ours = flops.forward(cfg, 64) * ids.size
+  assert ours <= xla_flops <= 1.1 * ours, (ours, xla_flops)
+
+
+def test_bench_command_prints_json():
+  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxdistil.bench', '--config=configs/tiny.py',
+       '--steps=2', '--json', '--parts'], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  for key in ('tokens_per_s', 'step_s', 'compile_s', 'flops_per_token',
+              'matmul_flops_per_s', 'mfu'):
+    assert result[key] > 0, key
+  tiny = bert.BertConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4,
+                         intermediate_size=64, max_position_embeddings=32)
+  assert result['flops_per_token'] == flops.distill_step(
+      tiny, tiny.replace(num_layers=1, type_vocab_size=0), 16)
+  assert result['tokens_per_s'] == pytest.approx(8 * 16 / result['step_s'])
+  assert result['mfu'] == pytest.approx(
+      result['tokens_per_s'] * result['flops_per_token']
+      / result['matmul_flops_per_s'])
+  assert set(result['parts']) == {'teacher_forward_s', 'student_forward_s',
+                                  'student_forward_backward_losses_s',
+                                  'optimizer_update_s'}
+  assert 'MFU' in out.stdout
+
+
+def test_bench_bad_config_is_one_line():
+  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxdistil.bench', '--config=configs/tiny.py',
+       '--config.loss.temperature=-1'], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=300)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1] == (
+      'jaxdistil.bench: config error: loss.temperature=-1.0 must be > 0 '
+      '(the reference uses 2.0)')
