@@ -48,8 +48,11 @@ class LossConfig:
 
 
 def _masked_sum(per_token, weights) -> SumCount:
+  # Select rather than multiply: a non-finite value at a padding position must
+  # not turn the sum into NaN (0 * inf is NaN).
   weights = weights.astype(jnp.float32)
-  return jnp.sum(per_token * weights), jnp.sum(weights)
+  return (jnp.sum(jnp.where(weights > 0, per_token * weights, 0.0)),
+          jnp.sum(weights))
 
 
 def soft_cross_entropy(student_logits, teacher_logits, weights,
@@ -65,6 +68,9 @@ def soft_cross_entropy(student_logits, teacher_logits, weights,
 def masked_lm(student_logits, labels, mlm_mask) -> SumCount:
   """Sum over selected positions of -log p_student(true token)."""
   logits = student_logits.astype(jnp.float32)
+  # Labels outside the vocabulary (HF's -100 at unselected positions) would
+  # gather NaN; they are never selected, so any in-range index will do.
+  labels = jnp.clip(labels, 0, logits.shape[-1] - 1)
   true = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
   nll = jax.nn.logsumexp(logits, axis=-1) - true
   return _masked_sum(nll, mlm_mask)

@@ -85,6 +85,9 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
       # Only what the losses read; the rest of the teacher is dead code to XLA.
       teacher_out = jax.lax.stop_gradient(
           bert.BertOutput(out.logits, (out.hidden_states[-1],)))
+      # Run the teacher before the student rather than beside it: on a CPU two
+      # concurrent matmuls split the same cores and both slow down.
+      teacher_out, micro = jax.lax.optimization_barrier((teacher_out, micro))
 
     def loss_fn(p):
       student_out = bert.apply(cfg.student, freeze(p), micro['input_ids'],
