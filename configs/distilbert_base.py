@@ -10,10 +10,11 @@ through 50 accumulated micro-batches on 8 GPUs), here as 16 micro-batches of 256
 Steps: about 3 epochs of English Wikipedia + BookCorpus (~3.3B words, ~4.3B
 WordPiece tokens, so ~13B tokens) at up to 4,096 x 512 tokens a step: 6,000 steps.
 
-Benchmark of the step at sequence 128 (random weights, random tokens):
+Benchmark of the step at sequence 128 (random weights, random tokens; on a 2-core
+CPU, passes of 8 sequences are the fastest, see BENCHMARKS.md):
 
     python -m jaxdistil.bench --config=configs/distilbert_base.py \
-        --config.max_len=128 --config.batch_size=16 --config.micro_batches=1
+        --config.max_len=128 --config.batch_size=32 --config.micro_batches=4
 """
 
 from jaxdistil import config_lib
