@@ -171,3 +171,23 @@ def test_dropout_changes_with_the_step():
   c0 = tiny_config()
   _, _, no_dropout = train(c0, [b])
   assert history[0]['loss'] != no_dropout[0]['loss']
+
+
+def test_fsdp_shards_optimizer_state_like_the_params():
+  from jax.sharding import PartitionSpec as P
+  c = tiny_config(**{'mesh.data': 2, 'mesh.fsdp': 2, 'mesh.tensor': 2})
+  run = build.build(c)
+  leaves = {tuple(str(getattr(k, 'key', getattr(k, 'name', k))) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(
+                run.state.opt_state)}
+  kernel = ('encoder', 'layer_0', 'intermediate', 'dense', 'kernel')
+  param = run.state.params['encoder']['layer_0']['intermediate']['dense']['kernel']
+  assert param.sharding.spec == P('fsdp', 'tensor')
+  moments = [leaf for keys, leaf in leaves.items() if keys[-5:] == kernel]
+  assert len(moments) == 2              # Adam's mu and nu
+  for mu in moments:
+    assert mu.sharding.spec == param.sharding.spec
+    # Each device holds a quarter of the moments (fsdp 2 x tensor 2), not a copy.
+    assert mu.addressable_shards[0].data.size * 4 == mu.size
+  # Frozen position embeddings have no optimizer state at all.
+  assert not [k for k in leaves if 'position_embeddings' in k]
