@@ -183,15 +183,21 @@ class SelfAttention(nn.Module):
     return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
 
 
-class AttentionOutput(nn.Module):
-  """Output projection of the heads, dropout, residual and LayerNorm."""
+class ResidualOutput(nn.Module):
+  """Project back to the hidden size, dropout, add the residual, LayerNorm.
+
+  HF's `attention.output` (from the heads: input axes ('heads', 'kv')) and a
+  layer's `output` (from the MLP: ('mlp',)) are both this.
+  """
   cfg: BertConfig
+  in_axes: tuple[str, ...]
 
   @nn.compact
-  def __call__(self, ctx, residual, deterministic):
+  def __call__(self, h, residual, deterministic):
     cfg = self.cfg
-    h = _dense(cfg, cfg.hidden_size, ('heads', 'kv', 'embed'), ('embed',),
-               name='dense', axis=(-2, -1))(ctx)
+    contract = tuple(range(-len(self.in_axes), 0))
+    h = _dense(cfg, cfg.hidden_size, self.in_axes + ('embed',), ('embed',),
+               name='dense', axis=contract)(h)
     h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
     return _layer_norm(cfg, 'LayerNorm')(
         (h + residual).astype(jnp.float32)).astype(cfg.dtype)
@@ -203,7 +209,8 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x, attention_bias, deterministic):
     ctx = SelfAttention(self.cfg, name='self')(x, attention_bias, deterministic)
-    return AttentionOutput(self.cfg, name='output')(ctx, x, deterministic)
+    return ResidualOutput(self.cfg, ('heads', 'kv'), name='output')(
+        ctx, x, deterministic)
 
 
 class Intermediate(nn.Module):
@@ -218,18 +225,6 @@ class Intermediate(nn.Module):
                      'act_mlp')
 
 
-class Output(nn.Module):
-  cfg: BertConfig
-
-  @nn.compact
-  def __call__(self, h, residual, deterministic):
-    cfg = self.cfg
-    h = _dense(cfg, cfg.hidden_size, ('mlp', 'embed'), ('embed',), name='dense')(h)
-    h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
-    return _layer_norm(cfg, 'LayerNorm')(
-        (h + residual).astype(jnp.float32)).astype(cfg.dtype)
-
-
 class Layer(nn.Module):
   """A post-LayerNorm transformer block with HF BERT's submodule names."""
   cfg: BertConfig
@@ -238,7 +233,7 @@ class Layer(nn.Module):
   def __call__(self, x, attention_bias, deterministic):
     x = Attention(self.cfg, name='attention')(x, attention_bias, deterministic)
     h = Intermediate(self.cfg, name='intermediate')(x)
-    x = Output(self.cfg, name='output')(h, x, deterministic)
+    x = ResidualOutput(self.cfg, ('mlp',), name='output')(h, x, deterministic)
     return constrain(x, 'act_batch', 'act_length', 'act_embed')
 
 
