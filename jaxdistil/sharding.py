@@ -170,3 +170,14 @@ def constrain(x: jax.Array, *logical: str | None) -> jax.Array:
   mesh, rules = active
   return jax.lax.with_sharding_constraint(
       x, NamedSharding(mesh, _spec_for(P(*logical), x.shape, mesh, rules)))
+
+
+def global_batch(local: dict, mesh: Mesh) -> dict:
+  """This host's rows of the batch -> global jax.Arrays split over the batch axes.
+
+  Every host passes its own slice (the input pipeline reads disjoint shards); the
+  global batch is their concatenation in process order.
+  """
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
