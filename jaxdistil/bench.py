@@ -43,6 +43,28 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
 _PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
 _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
+_INPUT = flags.DEFINE_string('input', None, 'A prepared data directory: also '
+                             'measure the tokens/s the input pipeline delivers.')
+_INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
+                                    'How long to draw batches from --input.')
+
+
+def input_rate(directory: str, batch_size: int, seconds: float) -> dict:
+  """Tokens/s (padded and real) the input pipeline yields, after a warm-up."""
+  from jaxdistil.data import pipeline
+  p = pipeline.Pipeline(pipeline.InputConfig(directory, batch_size=batch_size))
+  next(p)
+  batches = real = 0
+  start = time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    b = next(p)
+    batches += 1
+    real += int(b['attention_mask'].sum())
+  elapsed = time.perf_counter() - start
+  length = b['input_ids'].shape[1]
+  return {'input_tokens_per_s': batches * batch_size * length / elapsed,
+          'input_real_tokens_per_s': real / elapsed,
+          'input_max_len': length}
 
 
 def matmul_rate(dtype: str, n: int, repeats: int = 8) -> float:
@@ -196,6 +218,10 @@ def _report(r: dict) -> str:
       f"{r['host_sys_s_per_step']:.2f} s system, "
       f"{r['page_faults_per_step']:.0f} page faults per step",
   ]
+  if 'input_tokens_per_s' in r:
+    lines.append(f"input        {r['input_tokens_per_s']:.0f} tokens/s from the "
+                 f"prepared shards ({r['input_real_tokens_per_s']:.0f} real), "
+                 f"{r['input_over_step']:.0f}x what the step consumes")
   for k, v in r.get('parts', {}).items():
     lines.append(f"part         {k:36s} {v:.3f} s")
   return '\n'.join(lines)
@@ -211,6 +237,9 @@ def main(argv):
   except ConfigError as e:
     print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
     sys.exit(2)
+  if _INPUT.value:
+    result.update(input_rate(_INPUT.value, config.batch_size, _INPUT_SECONDS.value))
+    result['input_over_step'] = result['input_tokens_per_s'] / result['tokens_per_s']
   print(_report(result), flush=True)
   if _JSON.value:
     print(json.dumps(result), flush=True)

@@ -76,3 +76,27 @@ def test_bench_bad_config_is_one_line():
   assert out.stderr.strip().splitlines()[-1] == (
       'jaxdistil.bench: config error: loss.temperature=-1.0 must be > 0 '
       '(the reference uses 2.0)')
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, '..', 'shared', 'data',
+                                                    'vocab')),
+                    reason='../shared/data is not present')
+def test_bench_measures_the_input_pipeline(tmp_path):
+  from jaxdistil.data import prepare as prepare_lib
+  src = tmp_path / 'corpus.txt'
+  src.write_text('\n\n'.join('the quick brown fox jumps over the lazy dog ' * 4
+                             for _ in range(200)))
+  prepare_lib.prepare(str(src), os.path.join(ROOT, '..', 'shared', 'data', 'vocab'),
+                      32, str(tmp_path / 'prep'), fmt='text', shard_size=50,
+                      progress_bar=False)
+  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxdistil.bench', '--config=configs/tiny.py',
+       '--steps=2', '--json', f'--input={tmp_path / "prep"}', '--input_seconds=2'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result['input_tokens_per_s'] > 0
+  assert 0 < result['input_real_tokens_per_s'] <= result['input_tokens_per_s']
+  assert result['input_over_step'] == pytest.approx(
+      result['input_tokens_per_s'] / result['tokens_per_s'])
