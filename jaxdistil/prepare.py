@@ -17,7 +17,10 @@ from absl import app, flags
 from jaxdistil.data import prepare as prepare_lib
 from jaxdistil.data import tokenizer as tokenizer_lib
 
-_SOURCE = flags.DEFINE_list('source', None, 'Glob(s) of input text files.')
+_SOURCE = flags.DEFINE_list('source', None, 'Glob(s) of input text files and/or '
+                            'tfds:NAME[:SPLIT[:FEATURE]] datasets.')
+_TFDS_DATA_DIR = flags.DEFINE_string('tfds_data_dir', None,
+                                     'Where the TFDS sources are built.')
 _FORMAT = flags.DEFINE_enum('format', 'auto',
                             ['auto', 'text', 'wikiextractor', 'gutenberg'],
                             'Input format (auto: detected per file).')
@@ -41,7 +44,8 @@ def main(argv):
     meta = prepare_lib.prepare(_SOURCE.value, _TOKENIZER.value, _MAX_LEN.value,
                                _OUTPUT.value, fmt=_FORMAT.value,
                                shard_size=_SHARD_SIZE.value,
-                               max_positions=_MAX_POSITIONS.value)
+                               max_positions=_MAX_POSITIONS.value,
+                               tfds_data_dir=_TFDS_DATA_DIR.value)
   except (prepare_lib.PrepareError, tokenizer_lib.TokenizerError, ValueError,
           OSError) as e:
     print(f'jaxdistil.prepare: {e}', file=sys.stderr)

@@ -100,3 +100,24 @@ def test_every_shared_book_has_a_start_and_an_end():
       lines = f.readlines()
     assert any(sources._START.match(l) for l in lines), book
     assert any(sources._END.match(l) for l in lines), book
+
+
+def test_tfds_source_with_mock_data():
+  tfds = pytest.importorskip('tensorflow_datasets')
+  with tfds.testing.mock_data(num_examples=7,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    docs = list(sources.read_documents('tfds:wikipedia/20230601.en:train:text'))
+  assert len(docs) == 7 and all(isinstance(d, str) and d for d in docs)
+  with tfds.testing.mock_data(num_examples=3,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    with pytest.raises(ValueError, match="has no feature 'body'"):
+      sources.read_documents('tfds:wikipedia/20230601.en:train:body')
+
+
+def test_unbuilt_tfds_dataset_says_what_to_run(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  with pytest.raises(ValueError, match=r'is not built in .* run `tfds build '
+                                       r'wikipedia/20230601.en'):
+    sources.read_documents('tfds:wikipedia/20230601.en', tfds_data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="TFDS has no dataset 'no_such_set'"):
+    sources.read_documents('tfds:no_such_set', tfds_data_dir=str(tmp_path))

@@ -100,7 +100,8 @@ def read_metadata(directory: str) -> dict | None:
 
 def prepare(source, tokenizer: str, max_len: int, output: str,
             fmt: str = 'auto', shard_size: int = 20000, doc_batch: int = 512,
-            max_positions: int = 512, progress_bar: bool = True) -> dict:
+            max_positions: int = 512, progress_bar: bool = True,
+            tfds_data_dir: str | None = None) -> dict:
   """Prepare `output` from `source` (globs); returns the metadata."""
   if max_len < MIN_TOKENS:
     raise PrepareError(f'max_len={max_len} leaves no room: sequences of fewer than '
@@ -108,7 +109,8 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
   if max_len > max_positions:
     raise PrepareError(f'max_len={max_len} exceeds the model\'s {max_positions} '
                        f'positions: lower --max_len')
-  docs = sources.read_documents(source, fmt)    # a bad glob fails here, first
+  # A bad glob or an unbuilt TFDS dataset fails here, before anything is written.
+  docs = sources.read_documents(source, fmt, tfds_data_dir)
   tok = tokenizer_lib.load(tokenizer)
   ids = tokenizer_lib.special_ids(tok)
   vocab_size = len(tok)
@@ -151,6 +153,7 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
     bar = tqdm(unit=' docs', desc='prepare', file=sys.stderr)
   pending: list = []                        # (doc index, piece index, ids)
   docs_seen = 0
+  tokens_seen = 0
 
   def write_shards(last: bool):
     nonlocal pending
@@ -177,6 +180,7 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
     if not batch:
       continue
     encoded = tok([text for _, text in batch], add_special_tokens=False)['input_ids']
+    tokens_seen += sum(len(e) for e in encoded)
     for (d, _), doc_ids in zip(batch, encoded):
       pieces = cut(doc_ids, max_len, ids['cls'], ids['sep'], ids['unk'])
       for k, seq in enumerate(pieces):
@@ -186,7 +190,7 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
     write_shards(last=False)
     if bar is not None:
       bar.update(len(batch))
-      bar.set_postfix(shards=len(state['shards']), pending=len(pending))
+      bar.set_postfix(tokens=f'{tokens_seen:,}', shards=len(state['shards']))
   write_shards(last=True)
   if bar is not None:
     bar.close()
