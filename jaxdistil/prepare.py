@@ -32,6 +32,9 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Directory for shards + metadata.'
 _SHARD_SIZE = flags.DEFINE_integer('shard_size', 20000, 'Sequences per shard.')
 _MAX_POSITIONS = flags.DEFINE_integer('max_positions', 512,
                                       "The teacher's position embeddings.")
+_TEACHER_VOCAB = flags.DEFINE_integer('teacher_vocab_size', 0,
+                                      "If set, the tokenizer must have exactly "
+                                      "this many tokens (the teacher's).")
 
 
 def main(argv):
@@ -45,7 +48,8 @@ def main(argv):
                                _OUTPUT.value, fmt=_FORMAT.value,
                                shard_size=_SHARD_SIZE.value,
                                max_positions=_MAX_POSITIONS.value,
-                               tfds_data_dir=_TFDS_DATA_DIR.value)
+                               tfds_data_dir=_TFDS_DATA_DIR.value,
+                               teacher_vocab_size=_TEACHER_VOCAB.value or None)
   except (prepare_lib.PrepareError, tokenizer_lib.TokenizerError, ValueError,
           OSError) as e:
     print(f'jaxdistil.prepare: {e}', file=sys.stderr)

@@ -126,6 +126,8 @@ def test_cut_drops_short_pieces_and_unk_heavy_ones():
     (['--max_len=1024'], "max_len=1024 exceeds the model's 512 positions"),
     (['--tokenizer=/nonexistent_dir'], "is not a directory"),
     (['--tokenizer=bert-base-uncased'], 'cannot reach the Hugging Face hub'),
+    (['--teacher_vocab_size=28996'], "has 30522 tokens but the teacher's "
+                                     "vocabulary has 28996"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
   base = {'--source': WIKI, '--tokenizer': VOCAB, '--max_len': '64',
@@ -149,3 +151,17 @@ def test_a_corpus_without_sequences_is_refused(tmp_path):
   with pytest.raises(prepare_lib.PrepareError, match='yielded no sequence'):
     prepare_lib.prepare(str(src), VOCAB, 64, str(tmp_path / 'out'), fmt='text',
                         progress_bar=False)
+
+
+def test_unreadable_tokenizer_is_one_line(tmp_path):
+  broken = tmp_path / 'tok'
+  broken.mkdir()
+  (broken / 'tokenizer.json').write_text('{not json')
+  with pytest.raises(tokenizer_lib.TokenizerError,
+                     match="cannot read the tokenizer in '.*tok'"):
+    tokenizer_lib.load(str(broken))
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(tokenizer_lib.TokenizerError,
+                     match='holds neither tokenizer.json nor vocab.txt'):
+    tokenizer_lib.load(str(empty))

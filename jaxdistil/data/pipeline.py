@@ -133,7 +133,8 @@ class Pipeline:
       ds = self._epoch_dataset(e, skip_batches * cfg.batch_size)
       ds = ds.map(lambda gid, rec: example(gid, rec, e),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-      return ds.batch(cfg.batch_size, drop_remainder=True)
+      return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(
+          tf.data.AUTOTUNE)
 
     def generator():
       e, b = epoch, batch

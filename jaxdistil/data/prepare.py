@@ -101,7 +101,8 @@ def read_metadata(directory: str) -> dict | None:
 def prepare(source, tokenizer: str, max_len: int, output: str,
             fmt: str = 'auto', shard_size: int = 20000, doc_batch: int = 512,
             max_positions: int = 512, progress_bar: bool = True,
-            tfds_data_dir: str | None = None) -> dict:
+            tfds_data_dir: str | None = None,
+            teacher_vocab_size: int | None = None) -> dict:
   """Prepare `output` from `source` (globs); returns the metadata."""
   if max_len < MIN_TOKENS:
     raise PrepareError(f'max_len={max_len} leaves no room: sequences of fewer than '
@@ -114,6 +115,10 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
   tok = tokenizer_lib.load(tokenizer)
   ids = tokenizer_lib.special_ids(tok)
   vocab_size = len(tok)
+  if teacher_vocab_size and vocab_size != teacher_vocab_size:
+    raise PrepareError(f'tokenizer {tokenizer!r} has {vocab_size} tokens but the '
+                       f'teacher\'s vocabulary has {teacher_vocab_size}: use the '
+                       f'teacher\'s own tokenizer')
   fingerprint = tokenizer_lib.fingerprint(tok)
   header = {'tokenizer': tokenizer, 'tokenizer_fingerprint': fingerprint,
             'vocab_size': vocab_size, 'special_ids': ids, 'max_len': max_len,
