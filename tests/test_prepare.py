@@ -105,6 +105,7 @@ def test_interrupted_run_resumes_to_the_same_shards(tmp_path, monkeypatch):
   meta_full, seqs_full = read_shards(full)
   meta_part, seqs_part = read_shards(part)
   assert meta_full['shards'] == meta_part['shards']
+  assert meta_full['num_documents'] == meta_part['num_documents']
   assert len(seqs_full) == len(seqs_part)
   for a, b in zip(seqs_full, seqs_part):
     np.testing.assert_array_equal(a, b)

@@ -180,8 +180,8 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
 
   numbered = enumerate(docs)
   for batch in _batches(numbered, doc_batch):
+    docs_seen = batch[-1][0] + 1            # skipped documents count too
     batch = [(d, text) for d, text in batch if d >= state['next_doc']]
-    docs_seen = batch[-1][0] + 1 if batch else docs_seen
     if not batch:
       continue
     encoded = tok([text for _, text in batch], add_special_tokens=False)['input_ids']
