@@ -1,0 +1,123 @@
+"""`python -m jaxdistil.train`: exact resume after SIGKILL, SIGTERM, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+
+
+def command(workdir, *extra):
+  return [sys.executable, '-m', 'jaxdistil.train', '--config=configs/tiny.py',
+          f'--workdir={workdir}', '--config.data=synthetic',
+          '--config.batch_size=32', '--config.checkpoint_every=25', *extra]
+
+
+def finished_steps(workdir):
+  d = os.path.join(workdir, 'checkpoints')
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(
+      d) else []
+
+
+def final_params(workdir):
+  step = finished_steps(workdir)[-1]
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  out = mgr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
+  return step, jax.tree.map(np.asarray, out['state']['params'])
+
+
+def start_and_signal(workdir, sig, steps):
+  proc = subprocess.Popen(command(workdir, f'--config.total_steps={steps}'),
+                          cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while not finished_steps(workdir) and time.time() < deadline:
+    if proc.poll() is not None:
+      break
+    time.sleep(0.01)
+  proc.send_signal(sig)
+  out, err = proc.communicate(timeout=240)
+  return proc.returncode, err
+
+
+def test_sigkill_then_rerun_ends_bitwise_equal(tmp_path):
+  steps = 600
+  a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+  subprocess.run(command(a, f'--config.total_steps={steps}'), cwd=ROOT, env=ENV,
+                 check=True, capture_output=True, timeout=600)
+  code, _ = start_and_signal(b, signal.SIGKILL, steps)
+  assert code == -signal.SIGKILL, 'the run ended before it could be killed'
+  killed_at = finished_steps(b)[-1]
+  assert 0 < killed_at < steps
+  subprocess.run(command(b, f'--config.total_steps={steps}'), cwd=ROOT, env=ENV,
+                 check=True, capture_output=True, timeout=600)
+  step_a, params_a = final_params(a)
+  step_b, params_b = final_params(b)
+  assert step_a == step_b == steps
+  jax.tree.map(np.testing.assert_array_equal, params_b, params_a)
+  # The restarted run logged the steps after the checkpoint it resumed from.
+  logged = [json.loads(l)['step'] for l in open(os.path.join(b, 'metrics.jsonl'))]
+  assert logged[-1] == steps and killed_at + 1 in logged
+
+
+def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
+  w = str(tmp_path / 'w')
+  code, err = start_and_signal(w, signal.SIGTERM, 5000)
+  assert code == 0, err[-2000:]
+  saved = finished_steps(w)
+  assert saved and saved[-1] < 5000
+  logged = [json.loads(l)['step'] for l in open(os.path.join(w, 'metrics.jsonl'))]
+  assert saved[-1] == logged[-1]        # saved exactly where it stopped
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+  w = str(tmp_path / 'w')
+  cmd = command(w, '--config.total_steps=30')
+  subprocess.run(cmd, cwd=ROOT, env=ENV, check=True, capture_output=True,
+                 timeout=300)
+  before = final_params(w)
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0 and 'step 30' in out.stdout
+  step, params = final_params(w)
+  assert step == before[0] == 30
+  jax.tree.map(np.testing.assert_array_equal, params, before[1])
+
+
+def test_bad_input_is_one_line(tmp_path):
+  out = subprocess.run(command(str(tmp_path / 'w'), '--config.data=',
+                               '--config.total_steps=3'), cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      'jaxdistil.train: data is empty')
+  out = subprocess.run(command(str(tmp_path / 'w2'), '--config.batch_size=7',
+                               '--config.micro_batches=2'),
+                       cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2
+  assert 'batch_size=7 is not divisible' in out.stderr.strip().splitlines()[-1]
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
+  w = str(tmp_path / 'w')
+  subprocess.run(command(w, '--config.total_steps=25'), cwd=ROOT, env=ENV,
+                 check=True, capture_output=True, timeout=300)
+  out = subprocess.run(command(w, '--config.total_steps=60',
+                               '--config.optim.learning_rate=1e30'),
+                       cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith('jaxdistil.train: non-finite loss'), last
+  assert 'the last good checkpoint is step 25' in last
+  assert finished_steps(w) == [25]      # still there, untouched
