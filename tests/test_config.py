@@ -70,3 +70,38 @@ def test_base_config_is_bert_base_and_valid():
   assert (loss.temperature, loss.alpha_ce, loss.alpha_mlm, loss.alpha_cos,
           loss.alpha_mse) == (2.0, 5.0, 2.0, 1.0, 0.0)
   config_lib.validate(c, 8, (8, 1, 1))    # 4096 = 8 x 16 micro-batches x 32
+
+
+def test_ablation_variants_change_exactly_one_thing():
+  import importlib.util
+  import os
+  from jaxdistil import config_lib
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'ablation.py')
+  spec = importlib.util.spec_from_file_location('ablation', path)
+  ablation = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(ablation)
+  full = ablation.get_config('full').to_dict()
+  changed = {}
+  for variant in ('no_ce', 'no_cos', 'no_mlm', 'random_init'):
+    c = ablation.get_config(variant)
+    config_lib.validate(c, 8, (8, 1, 1))
+    flat = lambda d, p='': {f'{p}{k}': v for key, val in d.items() for k, v in (
+        flat(val, f'{key}.').items() if isinstance(val, dict) else [(key, val)])}
+    a, b = flat(full), flat(c.to_dict())
+    changed[variant] = sorted(k for k in a if a[k] != b[k])
+  assert changed == {'no_ce': ['loss.alpha_ce'], 'no_cos': ['loss.alpha_cos'],
+                     'no_mlm': ['loss.alpha_mlm'],
+                     'random_init': ['student_init.source']}
+  small = ablation.get_config('no_ce,small')
+  assert small.model.teacher.hidden_size == 256 and small.loss.alpha_ce == 0
+  with pytest.raises(ValueError, match="unknown ablation 'no_kd'"):
+    ablation.get_config('no_kd')
+
+
+def test_every_config_has_the_keys_scripts_rely_on():
+  from configs import distilbert_base, small, tiny
+  for module in (distilbert_base, small, tiny):
+    c = module.get_config()
+    for key in ('seed', 'teacher', 'total_steps', 'batch_size', 'max_len',
+                'checkpoint_every', 'eval_every', 'data'):
+      assert key in c, (module.__name__, key)
