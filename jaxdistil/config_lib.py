@@ -34,7 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.micro_batches = 1              # gradient accumulation: batch_size / this per pass
   c.max_len = 128                  # tokens per sequence, [CLS]/[SEP] included
   c.checkpoint_every = 1000        # steps
-  c.eval_every = 500               # steps
+  c.eval_every = 500               # steps (0: never)
+  c.eval_batches = 4               # held-out batches per evaluation
   c.data = ''                      # prepared shards or raw text (the data issue)
   c.dtype = 'float32'              # compute dtype: float32 or bfloat16
 

@@ -138,3 +138,45 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
     return new_state, metrics
 
   return train_step
+
+
+def make_eval_step(cfg: StepConfig) -> Callable:
+  """`eval_step(params, teacher_params, batch) -> sums` for held-out batches.
+
+  Returns sums and counts (so any number of batches combine exactly): the
+  student's MLM loss and accuracy at the masked positions, KL(teacher ||
+  student) at the distillation temperature (times T^2, as L_ce) over real
+  tokens, and the teacher's own MLM accuracy for reference. No dropout.
+  """
+  def eval_step(params, teacher_params, batch):
+    student = bert.apply(cfg.student, params, batch['input_ids'],
+                         batch['attention_mask'])
+    w = losses.token_weights(batch, cfg.loss)
+    mlm_sum, mlm_count = losses.masked_lm(student.logits, batch['labels'], w['mlm'])
+    hit = lambda logits: jnp.sum(
+        jnp.where(w['mlm'], jnp.argmax(logits, -1) == batch['labels'], False))
+    out = {'mlm_loss_sum': mlm_sum, 'mlm_count': mlm_count,
+           'student_correct': hit(student.logits)}
+    if teacher_params is not None and cfg.teacher is not None:
+      teacher = bert.apply(cfg.teacher, teacher_params, batch['input_ids'],
+                           batch['attention_mask'], batch.get('token_type_ids'))
+      kl_sum, kl_count = losses.soft_cross_entropy(
+          student.logits, teacher.logits, batch['attention_mask'] > 0,
+          cfg.loss.temperature)
+      out.update(kl_sum=kl_sum, kl_count=kl_count,
+                 teacher_correct=hit(teacher.logits))
+    return out
+
+  return eval_step
+
+
+def summarize_eval(sums: dict) -> dict:
+  """Means from summed eval outputs."""
+  n = max(float(sums['mlm_count']), 1.0)
+  out = {'eval/mlm_loss': float(sums['mlm_loss_sum']) / n,
+         'eval/mlm_accuracy': float(sums['student_correct']) / n}
+  if 'kl_sum' in sums:
+    out['eval/kl_to_teacher'] = float(sums['kl_sum']) / max(float(sums['kl_count']),
+                                                            1.0)
+    out['eval/teacher_mlm_accuracy'] = float(sums['teacher_correct']) / n
+  return out

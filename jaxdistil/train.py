@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from jaxdistil import build, checkpoint, sharding, synthetic
 from jaxdistil.config_lib import ConfigError
+from jaxdistil.step import make_eval_step, summarize_eval
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
                                           lock_config=True)
@@ -56,8 +57,10 @@ class SyntheticData:
     return synthetic.random_batch(rng, local, c.max_len, c.model.teacher.vocab_size)
 
 
-def make_data(config, position):
+def make_data(config, position, split='train'):
   if config.data == 'synthetic':
+    if split == 'eval':        # fixed held-out batches, never drawn in training
+      return SyntheticData(config, {'step': 2**40})
     return SyntheticData(config, position)
   if not config.data:
     raise ConfigError('data is empty: set --config.data to a directory made by '
@@ -66,7 +69,7 @@ def make_data(config, position):
   cfg = pipeline.InputConfig(
       config.data, batch_size=config.batch_size // jax.process_count(),
       seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(), split=split)
   data = pipeline.Pipeline(cfg, position,
                            expected_vocab_size=config.model.teacher.vocab_size)
   if data.max_len != config.max_len:
@@ -74,6 +77,44 @@ def make_data(config, position):
                       f'but max_len={config.max_len}: set --config.max_len='
                       f'{data.max_len} or prepare again')
   return data
+
+
+def evaluate(run, eval_step, config, params) -> dict:
+  """Means over `config.eval_batches` held-out batches (the same every time)."""
+  data = make_data(config, None, split='eval')
+  total = None
+  for _ in range(config.eval_batches):
+    batch = sharding.global_batch(next(data), run.mesh)
+    sums = jax.device_get(eval_step(params, run.teacher_params, batch))
+    total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
+  return summarize_eval(total)
+
+
+class Writer:
+  """Metrics on process 0: JSONL (every step) and TensorBoard event files."""
+
+  def __init__(self, workdir: str):
+    self.active = jax.process_index() == 0
+    if not self.active:
+      return
+    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    import tensorflow as tf     # only for its summary writer
+    self._tf = tf
+    self.tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.active:
+      return
+    self.jsonl.write(json.dumps(dict(metrics, step=step)) + '\n')
+    self.jsonl.flush()
+    with self.tb.as_default(step=step):
+      for k, v in metrics.items():
+        self._tf.summary.scalar(k if '/' in k else f'train/{k}', v)
+
+  def close(self) -> None:
+    if self.active:
+      self.jsonl.close()
+      self.tb.close()
 
 
 def train(config, workdir: str) -> dict:
@@ -94,9 +135,15 @@ def train(config, workdir: str) -> dict:
   signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
 
   # ---- the loop --------------------------------------------------------------
-  log = open(os.path.join(workdir, 'metrics.jsonl'), 'a') if (
-      jax.process_index() == 0) else None
+  writer = Writer(workdir)
+  eval_step = jax.jit(make_eval_step(run.step_config))
+  tokens_per_step = config.batch_size * config.max_len
   metrics, last_saved = {}, start
+  bar = None
+  if jax.process_index() == 0:
+    from tqdm import tqdm
+    bar = tqdm(total=config.total_steps, initial=start, desc='train',
+               unit=' steps', file=sys.stderr)
   t0 = time.perf_counter()
   for step in range(start, config.total_steps):
     batch = sharding.global_batch(next(data), run.mesh)
@@ -107,11 +154,16 @@ def train(config, workdir: str) -> dict:
                        f'stopped; the last good checkpoint is step {last_saved} '
                        f'in {workdir}/checkpoints')
     done = step + 1
-    if log is not None:
-      elapsed = time.perf_counter() - t0
-      log.write(json.dumps(dict(metrics, step=done, step_s=elapsed)) + '\n')
-      log.flush()
-      t0 = time.perf_counter()
+    elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed)
+    if config.eval_every and (done % config.eval_every == 0
+                              or done == config.total_steps):
+      metrics.update(evaluate(run, eval_step, config, state.params))
+    writer.write(done, metrics)
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
     if done % config.checkpoint_every == 0 or done == config.total_steps or (
         stop['now']):
       checkpoint.save(mgr, done, state, data.position)
@@ -119,8 +171,9 @@ def train(config, workdir: str) -> dict:
     if stop['now']:
       break
   mgr.wait_until_finished()
-  if log is not None:
-    log.close()
+  writer.close()
+  if bar is not None:
+    bar.close()
   return {'state': state, 'metrics': metrics, 'step': last_saved}
 
 

@@ -121,3 +121,15 @@ def test_bad_prepared_directories(prepared, tmp_path):
                                            process_count=100))
   with pytest.raises(pipeline.InputError, match='make no batch of 100000'):
     pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=100000))
+
+
+def test_train_and_eval_splits_hold_out_the_last_shard(prepared):
+  meta = prepare_lib.read_metadata(prepared)
+  train = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=1,
+                                                 split='train'))
+  held = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=1,
+                                                split='eval'))
+  assert held.batches_per_epoch == meta['shards'][-1]['sequences']
+  assert train.batches_per_epoch == meta['num_sequences'] - held.batches_per_epoch
+  rows = lambda p: {tuple(b['labels'][0]) for b in take(p, p.batches_per_epoch)}
+  assert not rows(train) & rows(held)

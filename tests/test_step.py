@@ -191,3 +191,34 @@ def test_fsdp_shards_optimizer_state_like_the_params():
     assert mu.addressable_shards[0].data.size * 4 == mu.size
   # Frozen position embeddings have no optimizer state at all.
   assert not [k for k in leaves if 'position_embeddings' in k]
+
+
+def test_eval_step_matches_numpy():
+  from jaxdistil.models import bert
+  from jaxdistil.step import make_eval_step, summarize_eval
+  c = tiny_config()
+  run = build.build(c)
+  b = batches(c, 1, seed=5)[0]
+  sums = jax.device_get(jax.jit(make_eval_step(run.step_config))(
+      run.state.params, run.teacher_params, b))
+  s = np.asarray(bert.apply(run.step_config.student, run.state.params,
+                            b['input_ids'], b['attention_mask']).logits, np.float64)
+  t = np.asarray(bert.apply(run.step_config.teacher, run.teacher_params,
+                            b['input_ids'], b['attention_mask']).logits, np.float64)
+  sel = (b['mlm_mask'] > 0) & (b['attention_mask'] > 0)
+  logp = s - np.log(np.exp(s - s.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+      - s.max(-1, keepdims=True)
+  nll = -np.take_along_axis(logp, b['labels'][..., None], -1)[..., 0]
+  temp = 2.0
+  ls = s / temp - np.log(np.exp(s / temp).sum(-1, keepdims=True))
+  lt = t / temp - np.log(np.exp(t / temp).sum(-1, keepdims=True))
+  kl = (np.exp(lt) * (lt - ls)).sum(-1) * temp ** 2
+  real = b['attention_mask'] > 0
+  expected = {
+      'eval/mlm_loss': nll[sel].mean(),
+      'eval/mlm_accuracy': (s.argmax(-1) == b['labels'])[sel].mean(),
+      'eval/kl_to_teacher': kl[real].mean(),
+      'eval/teacher_mlm_accuracy': (t.argmax(-1) == b['labels'])[sel].mean()}
+  got = summarize_eval(sums)
+  for k, v in expected.items():
+    np.testing.assert_allclose(got[k], v, rtol=1e-4, atol=1e-6, err_msg=k)

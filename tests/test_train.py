@@ -121,3 +121,26 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
   assert last.startswith('jaxdistil.train: non-finite loss'), last
   assert 'the last good checkpoint is step 25' in last
   assert finished_steps(w) == [25]      # still there, untouched
+
+
+def test_evaluation_and_tensorboard_are_written(tmp_path):
+  w = str(tmp_path / 'w')
+  subprocess.run(command(w, '--config.total_steps=20', '--config.eval_every=10'),
+                 cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
+  rows = {r['step']: r for r in map(json.loads,
+                                    open(os.path.join(w, 'metrics.jsonl')))}
+  assert sorted(rows) == list(range(1, 21))
+  for step in (10, 20):
+    for k in ('eval/mlm_loss', 'eval/mlm_accuracy', 'eval/kl_to_teacher',
+              'eval/teacher_mlm_accuracy'):
+      assert np.isfinite(rows[step][k]), (step, k)
+  assert 'eval/mlm_loss' not in rows[5]
+  for k in ('loss_ce', 'loss_mlm', 'loss_cos', 'learning_rate', 'grad_norm',
+            'tokens_per_s', 'step_s'):
+    assert k in rows[5]
+  import tensorflow as tf
+  events = [e for f in os.listdir(os.path.join(w, 'tensorboard'))
+            for e in tf.compat.v1.train.summary_iterator(
+                os.path.join(w, 'tensorboard', f))]
+  tags = {v.tag for e in events for v in e.summary.value}
+  assert {'train/loss', 'train/loss_ce', 'eval/mlm_accuracy'} <= tags

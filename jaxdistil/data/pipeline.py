@@ -40,6 +40,8 @@ class InputConfig:
   smoothing: float = 0.0          # 0.7 masks rare tokens more, as the reference
   process_index: int = 0
   process_count: int = 1
+  # 'all' shards, or 'train' (all but the last) / 'eval' (the last, held out)
+  split: str = 'all'
 
 
 class InputError(ValueError):
@@ -71,7 +73,17 @@ class Pipeline:
       raise InputError(f'{len(shards)} shard(s) cannot feed {cfg.process_count} '
                        f'hosts: prepare with a smaller --shard_size')
     offsets = np.concatenate([[0], np.cumsum([s['sequences'] for s in shards])])
-    mine = range(cfg.process_index, len(shards), cfg.process_count)
+    if cfg.split not in ('all', 'train', 'eval'):
+      raise InputError(f'split={cfg.split!r}: use all, train or eval')
+    if cfg.split != 'all' and len(shards) < 2:
+      raise InputError(f'{cfg.directory!r} has one shard: a held-out split needs '
+                       f'two or more (prepare with a smaller --shard_size)')
+    chosen = {'all': range(len(shards)), 'train': range(len(shards) - 1),
+              'eval': range(len(shards) - 1, len(shards))}[cfg.split]
+    if cfg.split == 'eval':              # every host evaluates on the held-out shard
+      mine = list(chosen)
+    else:
+      mine = [i for i in chosen][cfg.process_index::cfg.process_count]
     self._shards = [(i, os.path.join(cfg.directory, shards[i]['file']),
                      shards[i]['sequences'], int(offsets[i])) for i in mine]
     host_examples = sum(s[2] for s in self._shards)
