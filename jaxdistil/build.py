@@ -12,6 +12,7 @@ gets no gradients, and is never written into checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
@@ -73,6 +74,11 @@ def build(config, devices=None, teacher_params=None) -> Run:
   _, teacher_shardings = _sharded_params(teacher_cfg, mesh)
   needs_teacher = loss_cfg.needs_teacher or config.student_init.source == 'teacher'
   if teacher_params is None and needs_teacher:
+    if config.teacher != 'random' and (config.teacher.startswith(('/', '.', '~'))
+                                       and not os.path.exists(
+                                           os.path.expanduser(config.teacher))):
+      raise ConfigError(f'teacher={config.teacher!r} does not exist: give an HF '
+                        f'directory, a hub id, or "random"')
     if config.teacher != 'random':
       raise ConfigError(
           f'teacher={config.teacher!r}: this build makes only teacher="random"; '

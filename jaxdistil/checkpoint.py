@@ -9,10 +9,16 @@ during a save leaves the previous checkpoints as they were.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint, or one of another model; one line says which."""
 
 
 def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -28,15 +34,69 @@ def save(mgr: ocp.CheckpointManager, step: int, state, position: dict) -> None:
            force=True)
 
 
-def restore(mgr: ocp.CheckpointManager, state, shardings):
-  """(state, position, step) from the latest checkpoint, laid out with
-  `shardings` (the current mesh's), or None when there is none."""
-  step = mgr.latest_step()
-  if step is None:
+def _shape_mismatch(step_dir: str, params) -> str | None:
+  """The first parameter whose saved shape differs from `params`, read from
+  the checkpoint's own metadata; None when they agree or it cannot be read."""
+  try:
+    with open(os.path.join(step_dir, 'state', '_METADATA')) as f:
+      saved = json.load(f)['tree_metadata']
+  except (OSError, ValueError, KeyError):
     return None
+  shapes = {}
+  for key, value in saved.items():
+    path = tuple(k['key'] for k in value['key_metadata'])
+    if path and path[0] == 'params':
+      shapes[path[1:]] = tuple(value['value_metadata'].get('write_shape') or ())
+  ours = {tuple(str(getattr(k, 'key', k)) for k in path): tuple(x.shape)
+          for path, x in jax.tree_util.tree_leaves_with_path(params)}
+  for path, shape in ours.items():
+    if path not in shapes:
+      return f'it has no parameter {"/".join(path)}'
+    if shapes[path] != shape:
+      return (f'parameter {"/".join(path)} is {shapes[path]} there but '
+              f'{shape} in this config')
+  extra = sorted(set(shapes) - set(ours))
+  if extra:
+    return f'it has parameter {"/".join(extra[0])} that this model lacks'
+  return None
+
+
+def restore(mgr: ocp.CheckpointManager, state, shardings):
+  """(state, position, step) from the latest readable checkpoint, laid out with
+  `shardings` (the current mesh's), or None when there is none.
+
+  A checkpoint that cannot be read (a crash or a full disk during a save
+  outside orbax's atomic rename, a damaged file) is skipped with a warning for
+  the one before it. Checkpoints of another model shape are refused.
+  """
   abstract = jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       state, shardings)
-  out = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
-  return out['state'], out['data'], step
+  steps = sorted(mgr.all_steps(), reverse=True)
+  for step in steps:
+    step_dir = os.path.join(str(mgr.directory), str(step))
+    mismatch = _shape_mismatch(step_dir, state.params)
+    if mismatch:
+      raise CheckpointError(
+          f'{mgr.directory} holds checkpoints of another model ({mismatch}): use '
+          f'a new --workdir, or the config that wrote them')
+    try:
+      out = mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+    except Exception as e:  # damaged: fall back to the previous checkpoint
+      # Moved aside, not deleted: the run will save this step again, and the
+      # damaged files stay for whoever wants to look at them.
+      aside = os.path.join(os.path.dirname(str(mgr.directory)),
+                           'checkpoints_damaged', str(step))
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(step_dir, aside)
+      mgr.reload()
+      print(f'jaxdistil: warning: checkpoint {step_dir} cannot be read '
+            f'({type(e).__name__}); moved to {aside}, trying the previous one',
+            file=sys.stderr)
+      continue
+    return out['state'], out['data'], step
+  if steps:
+    raise CheckpointError(f'none of the checkpoints in {mgr.directory} '
+                          f'({steps}) can be read: move them aside to start over')
+  return None

@@ -183,7 +183,7 @@ def main(argv):
     raise app.UsageError('--config=configs/<name>.py and --workdir=DIR are required')
   try:
     result = train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, TrainError, ValueError) as e:
+  except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError) as e:
     print(f'jaxdistil.train: {e}', file=sys.stderr)
     sys.exit(2)
   print(f'jaxdistil.train: step {result["step"]}, loss '

@@ -144,3 +144,49 @@ def test_evaluation_and_tensorboard_are_written(tmp_path):
                 os.path.join(w, 'tensorboard', f))]
   tags = {v.tag for e in events for v in e.summary.value}
   assert {'train/loss', 'train/loss_ce', 'eval/mlm_accuracy'} <= tags
+
+
+def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path):
+  w = str(tmp_path / 'w')
+  subprocess.run(command(w, '--config.total_steps=25'), cwd=ROOT, env=ENV,
+                 check=True, capture_output=True, timeout=300)
+  out = subprocess.run(command(w, '--config.total_steps=30',
+                               '--config.model.teacher.hidden_size=64'),
+                       cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2
+  last = out.stderr.strip().splitlines()[-1]
+  assert 'holds checkpoints of another model' in last and '(32,) there but (64,)' \
+      in last or 'is (' in last, last
+  assert finished_steps(w) == [25]
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path):
+  w = str(tmp_path / 'w')
+  subprocess.run(command(w, '--config.total_steps=50'), cwd=ROOT, env=ENV,
+                 check=True, capture_output=True, timeout=300)
+  assert finished_steps(w) == [25, 50]
+  state_dir = os.path.join(w, 'checkpoints', '50', 'state')
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      if name != '_METADATA':
+        with open(os.path.join(root, name), 'wb') as f:
+          f.write(b'garbage')
+  out = subprocess.run(command(w, '--config.total_steps=60'), cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'checkpoint' in out.stderr and 'cannot be read' in out.stderr
+  logged = [json.loads(l)['step'] for l in open(os.path.join(w, 'metrics.jsonl'))]
+  assert logged[50:] == list(range(26, 61))   # resumed from step 25
+  assert finished_steps(w) == [25, 50, 60]
+  assert os.path.isdir(os.path.join(w, 'checkpoints_damaged', '50'))
+
+
+def test_a_missing_teacher_path_is_one_line(tmp_path):
+  out = subprocess.run(command(str(tmp_path / 'w'), '--config.teacher=./no/such/dir'),
+                       cwd=ROOT, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1] == (
+      "jaxdistil.train: teacher='./no/such/dir' does not exist: give an HF "
+      "directory, a hub id, or \"random\"")
