@@ -145,35 +145,37 @@ def train(config, workdir: str) -> dict:
     bar = tqdm(total=config.total_steps, initial=start, desc='train',
                unit=' steps', file=sys.stderr)
   t0 = time.perf_counter()
-  for step in range(start, config.total_steps):
-    batch = sharding.global_batch(next(data), run.mesh)
-    state, metrics = run.train_step(state, run.teacher_params, batch)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not np.isfinite(metrics['loss']):
-      raise TrainError(f'non-finite loss {metrics["loss"]} at step {step + 1}: '
-                       f'stopped; the last good checkpoint is step {last_saved} '
-                       f'in {workdir}/checkpoints')
-    done = step + 1
-    elapsed = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed)
-    if config.eval_every and (done % config.eval_every == 0
-                              or done == config.total_steps):
-      metrics.update(evaluate(run, eval_step, config, state.params))
-    writer.write(done, metrics)
+  try:
+    for step in range(start, config.total_steps):
+      batch = sharding.global_batch(next(data), run.mesh)
+      state, metrics = run.train_step(state, run.teacher_params, batch)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not np.isfinite(metrics['loss']):
+        raise TrainError(f'non-finite loss {metrics["loss"]} at step {step + 1}: '
+                         f'stopped; the last good checkpoint is step {last_saved} '
+                         f'in {workdir}/checkpoints')
+      done = step + 1
+      elapsed = time.perf_counter() - t0
+      t0 = time.perf_counter()
+      metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed)
+      if config.eval_every and (done % config.eval_every == 0
+                                or done == config.total_steps):
+        metrics.update(evaluate(run, eval_step, config, state.params))
+      writer.write(done, metrics)
+      if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
+      if done % config.checkpoint_every == 0 or done == config.total_steps or (
+          stop['now']):
+        checkpoint.save(mgr, done, state, data.position)
+        last_saved = done
+      if stop['now']:
+        break
+  finally:
+    mgr.wait_until_finished()
+    writer.close()
     if bar is not None:
-      bar.update(1)
-      bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
-    if done % config.checkpoint_every == 0 or done == config.total_steps or (
-        stop['now']):
-      checkpoint.save(mgr, done, state, data.position)
-      last_saved = done
-    if stop['now']:
-      break
-  mgr.wait_until_finished()
-  writer.close()
-  if bar is not None:
-    bar.close()
+      bar.close()   # ends its line, so an error below starts a fresh one
   return {'state': state, 'metrics': metrics, 'step': last_saved}
 
 
