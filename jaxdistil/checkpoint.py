@@ -29,8 +29,10 @@ def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state, position: dict) -> None:
+  # A copy: the save is asynchronous and the loop keeps advancing the live
+  # position dict, which must not leak a later position into this checkpoint.
   mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                         data=ocp.args.JsonSave(position)),
+                                         data=ocp.args.JsonSave(dict(position))),
            force=True)
 
 
