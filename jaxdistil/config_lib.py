@@ -15,7 +15,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdistil import losses, optim
-from jaxdistil.models import student_init
+from jaxdistil.models import bert, student_init
 from jaxdistil.models.bert import BertConfig
 
 
@@ -44,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.teacher = ml_collections.ConfigDict(dict(
       vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
       intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
-      layer_norm_eps=1e-12))
+      layer_norm_eps=1e-12, hidden_act='gelu', tie_word_embeddings=True))
   # The student: the teacher's shape with fewer layers, no token types. The
   # placeholders (None) mean "as the teacher".
   c.model.student = ml_collections.ConfigDict(dict(
@@ -80,6 +80,7 @@ def teacher_config(c) -> BertConfig:
       num_heads=t.num_heads, intermediate_size=t.intermediate_size,
       max_position_embeddings=t.max_position_embeddings,
       type_vocab_size=t.type_vocab_size, layer_norm_eps=t.layer_norm_eps,
+      hidden_act=t.hidden_act, tie_word_embeddings=t.tie_word_embeddings,
       hidden_dropout=0.0, attention_dropout=0.0, dtype=c.dtype)
 
 
@@ -127,6 +128,9 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     if m.hidden_size % m.num_heads:
       fail(f'{name}.hidden_size={m.hidden_size} is not divisible by '
            f'num_heads={m.num_heads}: choose a head count that divides it')
+  if t.hidden_act not in bert.ACTIVATIONS:
+    fail(f'model.teacher.hidden_act={t.hidden_act!r} is not supported: use one '
+         f'of {bert.ACTIVATIONS}')
   if c.dtype not in ('float32', 'bfloat16'):
     fail(f'dtype={c.dtype!r}: use float32 or bfloat16')
   if loss.temperature <= 0:

@@ -44,6 +44,12 @@ class BertConfig:
   hidden_dropout: float = 0.1
   attention_dropout: float = 0.1
   initializer_range: float = 0.02
+  # The MLP's and the MLM transform's activation, named as in HF configs:
+  # 'gelu' (exact, erf), 'gelu_new' / 'gelu_pytorch_tanh' (tanh approximation), 'relu'.
+  hidden_act: str = 'gelu'
+  # True: the MLM decoder is the word-embedding matrix (BERT's and DistilBERT's
+  # default); False: it has its own `cls/predictions/decoder/kernel`.
+  tie_word_embeddings: bool = True
   # Compute dtype; parameters are always stored in float32.
   dtype: str = 'float32'
 
@@ -53,6 +59,19 @@ class BertConfig:
 
   def replace(self, **kw) -> 'BertConfig':
     return dataclasses.replace(self, **kw)
+
+
+ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
+
+
+def activation(name: str):
+  if name == 'gelu':
+    return lambda x: nn.gelu(x, approximate=False)
+  if name in ('gelu_new', 'gelu_pytorch_tanh'):
+    return lambda x: nn.gelu(x, approximate=True)
+  if name == 'relu':
+    return nn.relu
+  raise ValueError(f'hidden_act={name!r} is not supported: use one of {ACTIVATIONS}')
 
 
 class BertOutput(NamedTuple):
@@ -221,7 +240,7 @@ class Intermediate(nn.Module):
     cfg = self.cfg
     h = _dense(cfg, cfg.intermediate_size, ('embed', 'mlp'), ('mlp',),
                name='dense')(x)
-    return constrain(nn.gelu(h, approximate=False), 'act_batch', 'act_length',
+    return constrain(activation(cfg.hidden_act)(h), 'act_batch', 'act_length',
                      'act_mlp')
 
 
@@ -257,19 +276,27 @@ class Transform(nn.Module):
     cfg = self.cfg
     h = _dense(cfg, cfg.hidden_size, ('embed', 'mlp_head'), ('mlp_head',),
                name='dense')(x)
-    h = nn.gelu(h, approximate=False)
+    h = activation(cfg.hidden_act)(h)
     return _layer_norm(cfg, 'LayerNorm')(h.astype(jnp.float32)).astype(cfg.dtype)
 
 
 class Predictions(nn.Module):
-  """MLM head: transform (dense, GELU, LayerNorm), decoder tied to the word
-  embeddings, and its own output bias."""
+  """MLM head: transform (dense, GELU, LayerNorm), a decoder (tied to the word
+  embeddings unless the config unties it), and its own output bias."""
   cfg: BertConfig
 
   @nn.compact
   def __call__(self, x, embeddings: Embeddings):
-    h = Transform(self.cfg, name='transform')(x)
-    logits = embeddings.attend(h).astype(jnp.float32)
+    cfg = self.cfg
+    h = Transform(cfg, name='transform')(x)
+    if cfg.tie_word_embeddings:
+      logits = embeddings.attend(h)
+    else:
+      logits = nn.DenseGeneral(
+          cfg.vocab_size, use_bias=False, dtype=jnp.dtype(cfg.dtype),
+          param_dtype=jnp.float32, kernel_init=_init(cfg, ('embed', 'vocab')),
+          name='decoder')(h)
+    logits = logits.astype(jnp.float32)
     logits = constrain(logits, 'act_batch', 'act_length', 'act_vocab')
     bias = self.param('bias', _zeros(('vocab',)), (self.cfg.vocab_size,),
                       jnp.float32)

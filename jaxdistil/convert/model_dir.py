@@ -1,0 +1,214 @@
+"""Our own model directory, and `load_model`: one loader for every kind of model.
+
+A jaxdistil model directory (what `convert import` writes, and what a teacher
+given as a checkpoint is) holds
+
+    jaxdistil_model.json   {"format": "jaxdistil-model", "config": {...BertConfig},
+                            "layout": "bert" | "distilbert", "source": ...}
+    params/                orbax checkpoint of the params tree (float32)
+    pooler.npz             BERT's pooler, when the source had one (GLUE uses it)
+    vocab.txt, ...         the tokenizer files
+
+`load_model(path)` reads any of: such a directory; a `train` workdir (the
+student of its latest checkpoint, described by the workdir's `model.json`); a
+Hugging Face directory; a hub id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import jax
+import numpy as np
+
+from jaxdistil.convert import hf_in
+from jaxdistil.convert.hf_files import TOKENIZER_FILES, ConvertError
+from jaxdistil.models import bert
+from jaxdistil.models.bert import BertConfig
+
+MODEL_FILE = 'jaxdistil_model.json'
+WORKDIR_FILE = 'model.json'        # written by `train` into its workdir
+FORMAT = 'jaxdistil-model'
+
+
+@dataclasses.dataclass
+class Loaded:
+  config: BertConfig
+  params: dict
+  layout: str                          # 'bert' or 'distilbert'
+  tokenizer_dir: str | None            # a folder with vocab.txt / tokenizer.json
+  pooler: dict | None = None
+  source: str = ''
+  kind: str = ''                       # 'model_dir', 'workdir', 'hf'
+
+
+def config_to_dict(cfg: BertConfig) -> dict:
+  return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict, where: str) -> BertConfig:
+  fields = {f.name for f in dataclasses.fields(BertConfig)}
+  unknown = sorted(set(d) - fields)
+  if unknown:
+    raise ConvertError(f'{where}: unknown model config field(s) {unknown}: written '
+                       f'by a newer jaxdistil?')
+  return BertConfig(**d)
+
+
+def has_tokenizer(directory: str | None) -> bool:
+  return bool(directory) and any(
+      os.path.isfile(os.path.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
+
+
+def _abstract(cfg: BertConfig, shardings=None):
+  abstract = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))
+  if shardings is None:
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda _: one, abstract)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def _refuse_existing(output: str) -> None:
+  if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
+    raise ConvertError(f'{output} already exists and is not empty: choose a new '
+                       f'--output (nothing was written)')
+
+
+def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
+               source: str = '', tokenizer_dir: str | None = None,
+               pooler: dict | None = None) -> None:
+  """Write a model directory (beside `output`, then renamed into place)."""
+  import orbax.checkpoint as ocp
+  output = os.path.abspath(output)
+  _refuse_existing(output)
+  parent = os.path.dirname(output)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(output) + '.', dir=parent)
+  try:
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(os.path.join(tmp, 'params'), params)
+    ckpt.wait_until_finished()
+    if pooler is not None:
+      np.savez(os.path.join(tmp, 'pooler.npz'), kernel=pooler['dense']['kernel'],
+               bias=pooler['dense']['bias'])
+    if tokenizer_dir:
+      for f in TOKENIZER_FILES:
+        if os.path.isfile(os.path.join(tokenizer_dir, f)):
+          shutil.copyfile(os.path.join(tokenizer_dir, f), os.path.join(tmp, f))
+    with open(os.path.join(tmp, MODEL_FILE), 'w') as f:
+      json.dump({'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
+                 'config': config_to_dict(cfg)}, f, indent=2)
+    if os.path.isdir(output):
+      os.rmdir(output)            # empty (checked above)
+    os.replace(tmp, output)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def _read_json(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConvertError(f'cannot read {path} ({type(e).__name__}): the directory is '
+                       f'damaged') from None
+
+
+def _restore_params(path: str, cfg: BertConfig, shardings, where: str,
+                    key: str | None = None) -> dict:
+  """The params tree at `path` (under `key` of a larger tree, if given)."""
+  import orbax.checkpoint as ocp
+  item = _abstract(cfg, shardings)
+  if key:
+    item = {key: item}
+  try:
+    out = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True))
+    return out[key] if key else out
+  except Exception as e:
+    raise ConvertError(f'cannot read the parameters in {where} '
+                       f'({type(e).__name__}: {str(e).splitlines()[0][:200]}): the '
+                       f'checkpoint is damaged or of another model') from None
+
+
+def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
+  meta = _read_json(os.path.join(path, MODEL_FILE))
+  if meta.get('format') != FORMAT:
+    raise ConvertError(f'{path}/{MODEL_FILE} is not a jaxdistil model description')
+  cfg = config_from_dict(meta['config'], path)
+  shardings = shardings_for(cfg) if shardings_for else None
+  params = _restore_params(os.path.join(path, 'params'), cfg, shardings, path)
+  pooler = None
+  if os.path.isfile(os.path.join(path, 'pooler.npz')):
+    with np.load(os.path.join(path, 'pooler.npz')) as z:
+      pooler = {'dense': {'kernel': z['kernel'], 'bias': z['bias']}}
+  return Loaded(cfg, params, meta.get('layout', 'bert'),
+                path if has_tokenizer(path) else None, pooler,
+                meta.get('source', ''), 'model_dir')
+
+
+def latest_step(checkpoints: str) -> int | None:
+  steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()
+           and os.path.isdir(os.path.join(checkpoints, d, 'state'))] \
+      if os.path.isdir(checkpoints) else []
+  return max(steps) if steps else None
+
+
+def read_workdir(path: str, shardings_for: Callable | None = None,
+                 step: int | None = None) -> Loaded:
+  """The student of a train workdir's latest (or given) checkpoint."""
+  meta = _read_json(os.path.join(path, WORKDIR_FILE))
+  cfg = config_from_dict(meta['student'], os.path.join(path, WORKDIR_FILE))
+  checkpoints = os.path.join(path, 'checkpoints')
+  step = latest_step(checkpoints) if step is None else step
+  if step is None:
+    raise ConvertError(f'{path} holds no checkpoint yet: train first, or give a '
+                       f'model directory')
+  shardings = shardings_for(cfg) if shardings_for else None
+  where = os.path.join(checkpoints, str(step))
+  params = _restore_params(os.path.join(where, 'state'), cfg, shardings, where,
+                           key='params')
+  tok = os.path.join(path, 'tokenizer')
+  return Loaded(cfg, params,
+                meta.get('layout', 'distilbert'), tok if has_tokenizer(tok) else None,
+                None, f'{path} step {step}', 'workdir')
+
+
+def load_model(path_or_id: str, init_missing_head: bool = False,
+               shardings_for: Callable | None = None) -> Loaded:
+  """Any model we can read, as (config, params, tokenizer, ...); see the module doc.
+
+  `shardings_for(config)` may give a shardings tree to place the params on.
+  """
+  path = os.path.expanduser(path_or_id)
+  if os.path.isdir(path):
+    if os.path.isfile(os.path.join(path, MODEL_FILE)):
+      return read_model_dir(path, shardings_for)
+    if os.path.isfile(os.path.join(path, WORKDIR_FILE)):
+      return read_workdir(path, shardings_for)
+    if not os.path.isfile(os.path.join(path, 'config.json')):
+      raise ConvertError(
+          f'{path_or_id} is neither a Hugging Face model (no config.json), a '
+          f'jaxdistil model ({MODEL_FILE}) nor a train workdir ({WORKDIR_FILE})')
+  imported = _import(path_or_id, init_missing_head, shardings_for)
+  tok = imported.directory if has_tokenizer(imported.directory) else None
+  return Loaded(imported.config, imported.params, imported.layout, tok,
+                imported.pooler, path_or_id, 'hf')
+
+
+def _import(path_or_id, init_missing_head, shardings_for):
+  if shardings_for is None:
+    return hf_in.import_hf(path_or_id, init_missing_head)
+  # The config decides the shardings: read it first (cheap), then the tensors.
+  from jaxdistil.convert.hf_files import read_config, resolve
+  directory = resolve(path_or_id)
+  _, cfg = hf_in.bert_config(read_config(directory))
+  return hf_in.import_hf(directory, init_missing_head, shardings=shardings_for(cfg))
