@@ -67,17 +67,7 @@ def input_rate(directory: str, batch_size: int, seconds: float) -> dict:
           'input_max_len': length}
 
 
-def matmul_rate(dtype: str, n: int, repeats: int = 8) -> float:
-  """FLOP/s of an n x n x n matmul on the default device, best of `repeats`."""
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-  f = jax.jit(lambda x, y: x @ y)
-  f(a, a).block_until_ready()
-  best = float('inf')
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best
+matmul_rate = flops.matmul_rate
 
 
 def _timed(fn, *args, repeats: int):

@@ -38,6 +38,7 @@ class Run:
   tx: Any                             # the optax transformation
   lr_schedule: Callable
   train_step: Callable                # jitted: (state, teacher, batch) -> (state, m)
+  teacher_tokenizer: str | None = None   # the loaded teacher's tokenizer folder
 
 
 def resolve_mesh(config, devices=None) -> Mesh:
@@ -55,34 +56,67 @@ def _sharded_params(cfg: bert.BertConfig, mesh: Mesh):
   return abstract, sharding.param_shardings(bert.logical_axes(cfg), abstract, mesh)
 
 
+TEACHER_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads',
+                  'intermediate_size', 'max_position_embeddings', 'type_vocab_size',
+                  'layer_norm_eps', 'hidden_act', 'tie_word_embeddings')
+
+
+def load_teacher(config, mesh: Mesh):
+  """The teacher named by `config.teacher` (an HF directory or hub id, a jaxdistil
+  model directory, or a train workdir), read straight onto its shardings.
+
+  The teacher's shape is the checkpoint's: `config.model.teacher` is set from it
+  (a line says which fields changed), so the student, the data checks and the
+  saved config all follow the model actually loaded.
+  """
+  from jaxdistil import convert
+  name = config.teacher
+  def shardings_for(cfg):
+    cfg = cfg.replace(dtype=config.dtype, hidden_dropout=0.0, attention_dropout=0.0)
+    return _sharded_params(cfg, mesh)[1]
+  try:
+    loaded = convert.load_model(name, shardings_for=shardings_for)
+  except convert.ConvertError as e:
+    raise ConfigError(f'teacher={name!r}: {e}') from None
+  changed = []
+  for field in TEACHER_FIELDS:
+    value = getattr(loaded.config, field)
+    if config.model.teacher[field] != value:
+      changed.append(f'{field}={value}')
+      config.model.teacher[field] = value
+  if changed and jax.process_index() == 0:
+    print(f'jaxdistil: teacher {name}: model.teacher set from the checkpoint: '
+          f'{", ".join(changed)}')
+  return loaded
+
+
 def build(config, devices=None, teacher_params=None) -> Run:
   """Validate the config, then build everything up to the compiled-on-call step.
 
   `teacher_params` (a params tree for `config.model.teacher`) overrides
-  `config.teacher`; otherwise only `teacher='random'` is built here.
+  `config.teacher`; otherwise `config.teacher` is loaded (`load_teacher`) or,
+  when it is 'random', initialised randomly.
   """
   mesh = resolve_mesh(config, devices)
+  needs_teacher = (config_lib.loss_config(config).needs_teacher
+                   or config.student_init.source == 'teacher')
+  teacher_tokenizer = None
+  if teacher_params is None and needs_teacher and config.teacher != 'random':
+    loaded = load_teacher(config, mesh)
+    teacher_params, teacher_tokenizer = loaded.params, loaded.tokenizer_dir
+    config_lib.validate(config, len(mesh.devices.flat), tuple(mesh.devices.shape))
   teacher_cfg = config_lib.teacher_config(config)
   student_cfg = config_lib.student_config(config)
   loss_cfg = config_lib.loss_config(config)
   step_cfg = StepConfig(student=student_cfg, teacher=teacher_cfg, loss=loss_cfg,
-                        micro_batches=config.micro_batches)
+                        micro_batches=config.micro_batches,
+                        skip_nonfinite=config.nonfinite == 'skip')
   root = jax.random.key(config.seed)
   replicated = NamedSharding(mesh, P())
 
-  # Teacher: random weights here; HF and checkpoint teachers come in as params.
+  # Teacher: loaded above, given, or random weights.
   _, teacher_shardings = _sharded_params(teacher_cfg, mesh)
-  needs_teacher = loss_cfg.needs_teacher or config.student_init.source == 'teacher'
   if teacher_params is None and needs_teacher:
-    if config.teacher != 'random' and (config.teacher.startswith(('/', '.', '~'))
-                                       and not os.path.exists(
-                                           os.path.expanduser(config.teacher))):
-      raise ConfigError(f'teacher={config.teacher!r} does not exist: give an HF '
-                        f'directory, a hub id, or "random"')
-    if config.teacher != 'random':
-      raise ConfigError(
-          f'teacher={config.teacher!r}: this build makes only teacher="random"; '
-          f'import an HF or checkpoint teacher and pass its params')
     teacher_params = jax.jit(bert.init, static_argnums=0,
                              out_shardings=teacher_shardings)(
                                  teacher_cfg, jax.random.fold_in(root, 0))
@@ -138,4 +172,5 @@ def build(config, devices=None, teacher_params=None) -> Run:
              teacher_params=teacher_params, teacher_shardings=teacher_shardings,
              state=state, state_shardings=state_shardings,
              batch_sharding=batch_sharding, frozen=frozen, tx=tx,
-             lr_schedule=lr_schedule, train_step=train_step)
+             lr_schedule=lr_schedule, train_step=train_step,
+             teacher_tokenizer=teacher_tokenizer)

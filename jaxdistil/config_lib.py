@@ -38,6 +38,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_batches = 4               # held-out batches per evaluation
   c.data = ''                      # prepared shards or raw text (the data issue)
   c.dtype = 'float32'              # compute dtype: float32 or bfloat16
+  # A non-finite loss or gradient: 'stop' (one line naming the last good
+  # checkpoint) or 'skip' (leave the weights unchanged, count it, go on; stops
+  # after max_skipped_steps in a row).
+  c.nonfinite = 'stop'
+  # MFU's denominator, FLOP/s per device; 0 measures a matmul at start (on a
+  # TPU v4 chip, say, 275e12 for bfloat16).
+  c.peak_flops_per_device = 0.0
+  c.max_skipped_steps = 10
 
   c.model = ml_collections.ConfigDict()
   # The teacher: BERT-base by default.
@@ -131,6 +139,8 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
   if t.hidden_act not in bert.ACTIVATIONS:
     fail(f'model.teacher.hidden_act={t.hidden_act!r} is not supported: use one '
          f'of {bert.ACTIVATIONS}')
+  if c.nonfinite not in ('stop', 'skip'):
+    fail(f'nonfinite={c.nonfinite!r}: use "stop" or "skip"')
   if c.dtype not in ('float32', 'bfloat16'):
     fail(f'dtype={c.dtype!r}: use float32 or bfloat16')
   if loss.temperature <= 0:

@@ -19,7 +19,26 @@ the PaLM sense, with no credit for recomputation.
 
 from __future__ import annotations
 
+import time
+
 from jaxdistil.models.bert import BertConfig
+
+
+def matmul_rate(dtype: str, n: int, repeats: int = 8) -> float:
+  """Measured FLOP/s of an n x n x n matmul on the default device, best of
+  `repeats`: the machine's attainable rate, the denominator of MFU."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
 
 
 def layer_forward(cfg: BertConfig, seq_len: int) -> int:

@@ -46,6 +46,10 @@ class StepConfig:
   teacher: bert.BertConfig | None
   loss: losses.LossConfig
   micro_batches: int = 1
+  # True: a step whose loss or gradients are not finite leaves the params and
+  # the optimizer state as they were (the step counter still advances, as the
+  # data did) and reports skipped=1; False: it is applied, and the loop stops.
+  skip_nonfinite: bool = False
 
 
 def split_micro_batches(batch: dict, m: int, sharding=None) -> dict:
@@ -133,6 +137,13 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
         learning_rate=lr_schedule(state.step),
         tokens=total_counts['cos'],
         masked_tokens=total_counts['mlm'])
+    if cfg.skip_nonfinite:
+      finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
+      keep = lambda new, old: jax.tree.map(
+          lambda a, b: jnp.where(finite, a, b), new, old)
+      params = keep(params, state.params)
+      opt_state = keep(opt_state, state.opt_state)
+      metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params,
                               opt_state=opt_state)
     return new_state, metrics

@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, checkpoint, sharding, synthetic
+from jaxdistil import build, checkpoint, flops, sharding, synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.step import make_eval_step, summarize_eval
 
@@ -117,6 +117,71 @@ class Writer:
       self.tb.close()
 
 
+def tokenizer_source(run, config) -> str | None:
+  """The folder whose tokenizer files go with the student: the teacher's, else
+  the one `prepare` saved beside the data."""
+  if run.teacher_tokenizer:
+    return run.teacher_tokenizer
+  if config.data and config.data != 'synthetic':
+    folder = os.path.join(config.data, 'tokenizer')
+    if os.path.isdir(folder):
+      return folder
+  return None
+
+
+def describe_workdir(run, config, workdir: str) -> None:
+  """What `convert export` and GLUE need to read this workdir's checkpoints:
+  model.json (the student's and teacher's shapes), config.json (the whole run)
+  and tokenizer/ (copied, so the workdir stands on its own)."""
+  if jax.process_index() != 0:
+    return
+  from jaxdistil.convert import model_dir
+  from jaxdistil.convert.hf_out import copy_tokenizer
+  meta = {'student': model_dir.config_to_dict(run.step_config.student),
+          'teacher': model_dir.config_to_dict(run.step_config.teacher),
+          'teacher_source': config.teacher,
+          'layout': 'distilbert' if not run.step_config.student.type_vocab_size
+                    else 'bert'}
+  for name, text in ((model_dir.WORKDIR_FILE, json.dumps(meta, indent=2)),
+                     ('config.json', config.to_json_best_effort(indent=2))):
+    tmp = os.path.join(workdir, name + '.tmp')
+    with open(tmp, 'w') as f:
+      f.write(text)
+    os.replace(tmp, os.path.join(workdir, name))
+  source = tokenizer_source(run, config)
+  if source:
+    folder = os.path.join(workdir, 'tokenizer')
+    os.makedirs(folder, exist_ok=True)
+    copy_tokenizer(source, folder)
+
+
+def export_student(run, config, state, workdir: str) -> str | None:
+  """The final student as a Hugging Face directory, DIR/hf (process 0)."""
+  if jax.process_index() != 0:
+    return None
+  from jaxdistil import convert
+  out = os.path.join(workdir, 'hf')
+  tok = os.path.join(workdir, 'tokenizer')
+  params = jax.device_get(state.params)
+  cfg = run.step_config.student.replace(dtype='float32')
+  try:
+    convert.export(cfg, params, out, tokenizer_dir=tok if os.path.isdir(tok) else None,
+                   overwrite=True)
+  except convert.ConvertError as e:
+    print(f'jaxdistil.train: warning: no HF export: {e}', file=sys.stderr)
+    return None
+  return out
+
+
+def peak_flops(config) -> float:
+  """FLOP/s the devices can do: `config.peak_flops_per_device` when set, else
+  measured once (a matmul in the compute dtype on one device)."""
+  per_device = config.peak_flops_per_device
+  if not per_device:
+    per_device = flops.matmul_rate(config.dtype, 1024, repeats=4)
+  return per_device * jax.device_count()
+
+
 def train(config, workdir: str) -> dict:
   # ---- models, mesh, sharded state and the jitted step ----------------------
   run = build.build(config)
@@ -129,6 +194,7 @@ def train(config, workdir: str) -> dict:
   if restored is not None:
     state, position, start = restored
   data = make_data(config, position)
+  describe_workdir(run, config, workdir)
 
   # ---- preemption: SIGTERM saves where we are and exits cleanly -------------
   stop = {'now': False}
@@ -138,7 +204,11 @@ def train(config, workdir: str) -> dict:
   writer = Writer(workdir)
   eval_step = jax.jit(make_eval_step(run.step_config))
   tokens_per_step = config.batch_size * config.max_len
-  metrics, last_saved = {}, start
+  flops_per_step = tokens_per_step * flops.distill_step(
+      run.step_config.teacher if run.teacher_params is not None else None,
+      run.step_config.student, config.max_len)
+  peak = peak_flops(config)
+  metrics, last_saved, skipped_in_a_row, skipped = {}, start, 0, 0
   bar = None
   if jax.process_index() == 0:
     from tqdm import tqdm
@@ -150,14 +220,26 @@ def train(config, workdir: str) -> dict:
       batch = sharding.global_batch(next(data), run.mesh)
       state, metrics = run.train_step(state, run.teacher_params, batch)
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not np.isfinite(metrics['loss']):
+      if metrics.get('skipped'):
+        skipped += 1
+        skipped_in_a_row += 1
+        if skipped_in_a_row > config.max_skipped_steps:
+          raise TrainError(f'{skipped_in_a_row} non-finite steps in a row up to step '
+                           f'{step + 1}: stopped; the last good checkpoint is step '
+                           f'{last_saved} in {workdir}/checkpoints')
+      elif not np.isfinite(metrics['loss']):
         raise TrainError(f'non-finite loss {metrics["loss"]} at step {step + 1}: '
                          f'stopped; the last good checkpoint is step {last_saved} '
                          f'in {workdir}/checkpoints')
+      else:
+        skipped_in_a_row = 0
       done = step + 1
       elapsed = time.perf_counter() - t0
       t0 = time.perf_counter()
-      metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed)
+      metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed,
+                     mfu=flops_per_step / elapsed / peak)
+      if config.nonfinite == 'skip':
+        metrics['skipped_steps'] = skipped
       if config.eval_every and (done % config.eval_every == 0
                                 or done == config.total_steps):
         metrics.update(evaluate(run, eval_step, config, state.params))
@@ -176,7 +258,10 @@ def train(config, workdir: str) -> dict:
     writer.close()
     if bar is not None:
       bar.close()   # ends its line, so an error below starts a fresh one
-  return {'state': state, 'metrics': metrics, 'step': last_saved}
+  hf = None
+  if last_saved == config.total_steps:
+    hf = export_student(run, config, state, workdir)
+  return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf}
 
 
 def main(argv):
@@ -185,11 +270,13 @@ def main(argv):
     raise app.UsageError('--config=configs/<name>.py and --workdir=DIR are required')
   try:
     result = train(_CONFIG.value, _WORKDIR.value)
-  except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError) as e:
+  except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError,
+          OSError) as e:
     print(f'jaxdistil.train: {e}', file=sys.stderr)
     sys.exit(2)
   print(f'jaxdistil.train: step {result["step"]}, loss '
-        f'{result["metrics"].get("loss", float("nan")):.4f}')
+        f'{result["metrics"].get("loss", float("nan")):.4f}'
+        + (f'; student exported to {result["hf"]}' if result['hf'] else ''))
 
 
 if __name__ == '__main__':

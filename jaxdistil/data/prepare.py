@@ -13,6 +13,8 @@ Output directory:
   shard-00000.tfrecord ...  one record per sequence: its ids as little-endian
                             uint16 (int32 when the vocabulary needs it)
   token_counts.npy          occurrences of every id, for smoothed masking
+  tokenizer/                the tokenizer's files (save_pretrained), so that a
+                            run can ship them with its student
   metadata.json             tokenizer (source, fingerprint, vocabulary size,
                             special ids), max_len, sequence and token counts per
                             shard, written last: its presence means complete
@@ -204,6 +206,9 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
     raise PrepareError(f'the corpus {source!r} yielded no sequence of '
                        f'{MIN_TOKENS} tokens or more: check the source and --format')
   np.save(os.path.join(output, 'token_counts.npy'), counts)
+  # The tokenizer travels with the data, so a run (and its HF export) can
+  # name the tokenizer its ids came from without the original path.
+  tok.save_pretrained(os.path.join(output, 'tokenizer'))
   metadata = dict(header, shards=state['shards'],
                   num_sequences=sum(s['sequences'] for s in state['shards']),
                   num_tokens=sum(s['tokens'] for s in state['shards']),

@@ -1,0 +1,414 @@
+"""Fine-tune an encoder on one GLUE task and score it on the dev set(s).
+
+The head sits on the first token's last hidden state, as in Hugging Face's
+sequence-classification models:
+- DistilBERT layout (no pooler in the encoder params): `pre_classifier` dense
+  H->H, ReLU, dropout, `classifier` H->num_outputs;
+- BERT layout (encoder params carry `pooler/dense/{kernel,bias}`): the pooler
+  dense H->H with tanh, dropout, `classifier`.
+STS-B is a regression (one output, mean squared error); the other tasks use
+softmax cross-entropy.
+
+Training is one jitted step (forward, loss, gradients, optax AdamW update) over
+a data-parallel mesh (`jaxdistil.sharding`), with the defaults of transformers'
+`run_glue` and the paper: lr 2e-5, batch 32, 3 epochs, max_len 128, linear
+warm-up over 6% of the steps then linear decay to 0, weight decay 0.01 on
+kernels and embeddings only (not biases or LayerNorm), gradient clipping at 1.
+The last batch of an epoch is padded with zero-weight rows, so every step has
+the same shape and the loss is the mean over real examples only.
+
+Only dev sets are evaluated. With several seeds, each seed re-initialises the
+head, reshuffles and re-draws dropout; the result reports every seed and the
+median (the paper's Table 1 gives the median of 5 runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxdistil import optim, sharding
+from jaxdistil.glue import data as glue_data
+from jaxdistil.glue import metrics as glue_metrics
+from jaxdistil.glue.tasks import GlueError, Task, get as get_task
+from jaxdistil.models import bert
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  learning_rate: float = 2e-5
+  batch_size: int = 32
+  epochs: float = 3.0
+  max_len: int = 128
+  max_steps: int | None = None      # overrides epochs when set
+  warmup_fraction: float = 0.06
+  weight_decay: float = 0.01
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  clip_norm: float = 1.0
+  head_dropout: float = 0.1
+  eval_batch_size: int = 128
+  max_train_examples: int | None = None   # random subset of train (smoke runs)
+  mesh: tuple = (('data', -1),)           # {'data': d, 'fsdp': f, 'tensor': t}
+
+  def optim_config(self) -> optim.OptimConfig:
+    return optim.OptimConfig(
+        learning_rate=self.learning_rate, b1=self.b1, b2=self.b2, eps=self.eps,
+        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction,
+        clip_norm=self.clip_norm)
+
+
+# ----------------------------------------------------------------------------
+# The model: encoder + head, as pure functions
+
+def _normal(rng, shape, std):
+  return std * jax.random.normal(rng, shape, jnp.float32)
+
+
+def init_head(cfg: bert.BertConfig, num_outputs: int, rng,
+              pooler: dict | None = None) -> dict:
+  """Head parameters; BERT's pooler is kept (and fine-tuned) when given."""
+  hidden = cfg.hidden_size
+  k_pre, k_cls = jax.random.split(rng)
+  head = {'classifier': {
+      'kernel': _normal(k_cls, (hidden, num_outputs), cfg.initializer_range),
+      'bias': jnp.zeros((num_outputs,), jnp.float32)}}
+  if pooler is not None:
+    head['pooler'] = {'dense': {k: jnp.asarray(pooler['dense'][k], jnp.float32)
+                                for k in ('kernel', 'bias')}}
+  else:
+    head['pre_classifier'] = {
+        'kernel': _normal(k_pre, (hidden, hidden), cfg.initializer_range),
+        'bias': jnp.zeros((hidden,), jnp.float32)}
+  return head
+
+
+def _dense(p, x):
+  return x @ p['kernel'] + p['bias']
+
+
+def _dropout(x, rate: float, rng):
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def head_apply(head: dict, first_token, rate: float, rng=None):
+  """[B, H] first-token states -> [B, num_outputs] logits (float32)."""
+  x = first_token.astype(jnp.float32)
+  if 'pooler' in head:
+    x = jnp.tanh(_dense(head['pooler']['dense'], x))
+  else:
+    x = jax.nn.relu(_dense(head['pre_classifier'], x))
+  return _dense(head['classifier'], _dropout(x, rate, rng))
+
+
+def split_encoder_params(cfg: bert.BertConfig, params: dict):
+  """(trained encoder params, untouched MLM head params, pooler or None).
+
+  The MLM head (`cls`) is needed by `bert.apply` but not by the classifier, so
+  it is neither trained nor given optimizer state (its computation is dead
+  code under jit). A checkpoint without one gets zeros of the right shapes.
+  """
+  encoder = {k: v for k, v in params.items() if k not in ('cls', 'pooler')}
+  if 'cls' in params:
+    rest = {'cls': params['cls']}
+  else:
+    shapes = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))['cls']
+    rest = {'cls': jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}
+  return encoder, rest, params.get('pooler')
+
+
+def forward(cfg: bert.BertConfig, params: dict, rest: dict, batch: dict,
+            head_dropout: float, rng=None):
+  enc_rng = head_rng = None
+  if rng is not None:
+    enc_rng, head_rng = jax.random.split(rng)
+  out = bert.apply(cfg, {**params['encoder'], **rest}, batch['input_ids'],
+                   batch['attention_mask'], batch['token_type_ids'],
+                   dropout_rng=enc_rng)
+  return head_apply(params['head'], out.hidden_states[-1][:, 0], head_dropout,
+                    head_rng)
+
+
+def loss_fn(logits, labels, weights, regression: bool):
+  """Mean over rows with weight 1: MSE for regression, else cross-entropy."""
+  if regression:
+    per_row = jnp.square(logits[:, 0] - labels.astype(jnp.float32))
+  else:
+    per_row = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
+               batch, key, step):
+  """One AdamW step; pure (dropout keyed on (key, step))."""
+  rng = jax.random.fold_in(key, step)
+
+  def loss_of(p):
+    logits = forward(cfg, p, rest, batch, head_dropout, rng)
+    return loss_fn(logits, batch['labels'], batch['weights'], regression)
+
+  loss, grads = jax.value_and_grad(loss_of)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss
+
+
+def predict_step(cfg, params, rest, batch):
+  return forward(cfg, params, rest, batch, 0.0, None)
+
+
+# ----------------------------------------------------------------------------
+# Sharding and batches
+
+def _mesh(cfg: FinetuneConfig):
+  return sharding.make_mesh(dict(cfg.mesh))
+
+
+def param_shardings(bert_cfg: bert.BertConfig, params: dict, mesh) -> dict:
+  """Encoder params by their logical axes (replicated on a pure data mesh),
+  head replicated. An encoder tree the logical table does not describe (an
+  unexpected checkpoint layout) is replicated."""
+  replicated = NamedSharding(mesh, P())
+  is_spec = lambda x: isinstance(x, P)
+  logical = bert.logical_axes(bert_cfg)
+  logical = {k: logical[k] for k in params['encoder'] if k in logical}
+  same = (jax.tree.structure(logical, is_leaf=is_spec) ==
+          jax.tree.structure(params['encoder']))
+  encoder = (sharding.param_shardings(logical, params['encoder'], mesh) if same
+             else jax.tree.map(lambda _: replicated, params['encoder']))
+  return {'encoder': encoder,
+          'head': jax.tree.map(lambda _: replicated, params['head'])}
+
+
+def _host_rows(n: int) -> slice:
+  """This process's rows of a global batch of n (rows go in process order)."""
+  per = n // jax.process_count()
+  return slice(per * jax.process_index(), per * (jax.process_index() + 1))
+
+
+def _gather(x) -> np.ndarray:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def _batch(arrays: dict, index: np.ndarray, size: int) -> dict:
+  """Rows `index` padded to `size` with zero-weight copies of row index[0]."""
+  real = len(index)
+  full = np.concatenate([index, np.full(size - real, index[0], index.dtype)])
+  out = {k: v[full] for k, v in arrays.items()}
+  out['weights'] = (np.arange(size) < real).astype(np.float32)
+  return out
+
+
+def train_indexes(n: int, batch_size: int, total_steps: int, seed: int):
+  """Per step, the example indexes: a new permutation every epoch; the last
+  batch of an epoch is short (and padded later)."""
+  rng = np.random.default_rng(seed)
+  per_epoch = math.ceil(n / batch_size)
+  perm = None
+  for step in range(total_steps):
+    i = step % per_epoch
+    if i == 0:
+      perm = rng.permutation(n)
+    yield perm[i * batch_size:(i + 1) * batch_size]
+
+
+def total_steps(n_train: int, cfg: FinetuneConfig) -> int:
+  if cfg.max_steps:
+    return int(cfg.max_steps)
+  return max(1, math.ceil(cfg.epochs * math.ceil(n_train / cfg.batch_size)))
+
+
+# ----------------------------------------------------------------------------
+# Running a task
+
+@dataclasses.dataclass
+class TaskData:
+  train: dict                       # encoded arrays
+  dev: dict                         # split name -> encoded arrays
+  skipped: int
+
+
+def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
+                   vocab_size: int, source: str = 'tsv', seed: int = 0) -> TaskData:
+  train = glue_data.read_split(task, glue_data.TRAIN, data_dir, source)
+  skipped = train.skipped
+  if cfg.max_train_examples and len(train) > cfg.max_train_examples:
+    pick = np.random.default_rng(seed).choice(len(train), cfg.max_train_examples,
+                                              replace=False)
+    train = train.take(np.sort(pick))
+  if len(train) == 0:
+    raise GlueError(f'{train.origin}: no training examples')
+  encoded = {glue_data.TRAIN: glue_data.encode(train, tokenizer, cfg.max_len)}
+  for d in task.dev:
+    dev = glue_data.read_split(task, d.name, data_dir, source)
+    if len(dev) == 0:
+      raise GlueError(f'{dev.origin}: no dev examples')
+    encoded[d.name] = glue_data.encode(dev, tokenizer, cfg.max_len)
+  top = max(int(e['input_ids'].max()) for e in encoded.values())
+  if top >= vocab_size:
+    raise GlueError(f'the tokenizer gives token id {top} but the model has '
+                    f'{vocab_size} embeddings: tokenizer and model do not match')
+  train_arrays = encoded.pop(glue_data.TRAIN)
+  return TaskData(train_arrays, encoded, skipped)
+
+
+def _predict(predict, params, rest, arrays: dict, batch_size: int, mesh,
+             regression: bool) -> np.ndarray:
+  n = len(arrays['labels'])
+  outputs = []
+  for start in range(0, n, batch_size):
+    index = np.arange(start, min(start + batch_size, n))
+    host = _batch(arrays, index, batch_size)
+    host = {k: v[_host_rows(batch_size)] for k, v in host.items()}
+    logits = _gather(predict(params, rest, sharding.global_batch(host, mesh)))
+    outputs.append(logits[:len(index)])
+  logits = np.concatenate(outputs)
+  return logits[:, 0] if regression else logits.argmax(axis=-1)
+
+
+def evaluate(task: Task, predict, params, rest, dev: dict, batch_size: int,
+             mesh) -> dict:
+  """The task's metrics on each of its dev sets (keys as `task.metric_keys()`)."""
+  out = {}
+  for d in task.dev:
+    arrays = dev[d.name]
+    preds = _predict(predict, params, rest, arrays, batch_size, mesh,
+                     task.is_regression)
+    for name, value in glue_metrics.compute(task.metrics, preds,
+                                            arrays['labels']).items():
+      out[name + d.suffix] = value
+  return out
+
+
+def _round_up(x: int, multiple: int) -> int:
+  return -(-x // multiple) * multiple
+
+
+def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
+                   task_data: TaskData, cfg: FinetuneConfig,
+                   seeds: Sequence[int], progress: bool = True) -> list[dict]:
+  """Fine-tune once per seed from the same encoder; per-seed dev results."""
+  from tqdm.auto import tqdm
+
+  mesh = _mesh(cfg)
+  divisor = sharding.batch_divisor(mesh)
+  if cfg.batch_size % divisor:
+    raise GlueError(f'batch_size={cfg.batch_size} must be a multiple of the '
+                    f'{divisor} data-parallel devices')
+  if cfg.max_len > bert_cfg.max_position_embeddings:
+    raise GlueError(f'max_len={cfg.max_len} exceeds the model\'s '
+                    f'{bert_cfg.max_position_embeddings} positions')
+  eval_batch = _round_up(cfg.eval_batch_size, divisor)
+  encoder, rest, pooler = split_encoder_params(
+      bert_cfg, jax.device_get(encoder_params))
+  n_train = len(task_data.train['labels'])
+  steps = total_steps(n_train, cfg)
+  frozen = None
+  replicated = NamedSharding(mesh, P())
+  results = []
+  for seed in seeds:
+    key_head, key_dropout = jax.random.split(jax.random.key(seed))
+    host_params = {'encoder': encoder,
+                   'head': jax.device_get(init_head(bert_cfg, task.num_outputs,
+                                                    key_head, pooler))}
+    p_sh = param_shardings(bert_cfg, host_params, mesh)
+    if frozen is None:
+      frozen = jax.tree.map(lambda _: False, host_params)
+      tx = optim.make(cfg.optim_config(), steps, frozen)
+      o_sh = sharding.shardings_like_params(
+          jax.eval_shape(tx.init, host_params), p_sh, host_params, mesh)
+      rest_sh = jax.tree.map(lambda _: replicated, rest)
+      batch_sh = sharding.batch_sharding(mesh)
+      with sharding.constraints(mesh):
+        step_fn = jax.jit(
+            lambda *a: train_step(bert_cfg, tx, task.is_regression,
+                                  cfg.head_dropout, *a),
+            in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
+            out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
+        predict = jax.jit(lambda p, r, b: predict_step(bert_cfg, p, r, b),
+                          in_shardings=(p_sh, rest_sh, batch_sh),
+                          out_shardings=batch_sh)
+        init_opt = jax.jit(tx.init, out_shardings=o_sh)
+      device_rest = jax.device_put(rest, rest_sh)
+    params = jax.device_put(host_params, p_sh)   # fresh buffers: donated below
+    opt_state = init_opt(params)
+    bar = tqdm(total=steps, desc=f'{task.name} seed {seed}', disable=not progress,
+               leave=False, dynamic_ncols=True)
+    loss = None
+    sync_every_step = jax.default_backend() == 'cpu'
+    with sharding.constraints(mesh):
+      for step, index in enumerate(train_indexes(n_train, cfg.batch_size, steps,
+                                                 seed)):
+        host = _batch(task_data.train, index, cfg.batch_size)
+        host = {k: v[_host_rows(cfg.batch_size)] for k, v in host.items()}
+        params, opt_state, loss = step_fn(
+            params, opt_state, device_rest, sharding.global_batch(host, mesh),
+            key_dropout, np.int32(step))
+        # At most one step in flight on CPU: XLA's CPU collectives can deadlock
+        # when steps queue up on fake devices that share a small thread pool.
+        if sync_every_step:
+          loss.block_until_ready()
+        bar.update(1)
+        if step % 50 == 0 or step == steps - 1:
+          bar.set_postfix(loss=f'{float(loss):.4f}')
+      bar.close()
+      dev_metrics = evaluate(task, predict, params, device_rest, task_data.dev,
+                             eval_batch, mesh)
+    results.append({'seed': int(seed), 'metrics': dev_metrics,
+                    'score': glue_metrics.task_score(dev_metrics,
+                                                     task.metric_keys()),
+                    'final_loss': float(loss), 'steps': steps})
+  return results
+
+
+def summarize(task: Task, per_seed: list[dict]) -> dict:
+  """Median over seeds of each metric, and of the per-seed task score."""
+  keys = task.metric_keys()
+  return {'metrics': {k: float(np.median([r['metrics'][k] for r in per_seed]))
+                      for k in keys},
+          'score': float(np.median([r['score'] for r in per_seed]))}
+
+
+def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
+             tokenizer, *, seeds: int = 1, epochs: float = 3.0,
+             lr: float = 2e-5, batch_size: int = 32, max_len: int = 128,
+             max_steps: int | None = None, seed: int = 0, source: str = 'tsv',
+             progress: bool = True, **overrides) -> dict:
+  """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
+
+  `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
+  `data_dir`) or 'tfds' (built TFDS `glue/*` in `data_dir`). Seeds are
+  seed, seed+1, ... . Other `FinetuneConfig` fields can be given as keywords
+  (`max_train_examples`, `head_dropout`, `mesh`, ...).
+
+  Returns {'task', 'score' (median task score, points), 'metrics' (median of
+  each metric), 'per_seed' [{'seed', 'metrics', 'score', 'final_loss',
+  'steps'}], 'num_train', 'num_dev', 'skipped_rows', 'config'}.
+  """
+  task = task if isinstance(task, Task) else get_task(task)
+  if seeds < 1:
+    raise GlueError(f'seeds={seeds}: at least one run is needed')
+  cfg = FinetuneConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs,
+                       max_len=max_len, max_steps=max_steps, **overrides)
+  task_data = load_task_data(task, data_dir, tokenizer, cfg,
+                             bert_config.vocab_size, source, seed)
+  per_seed = finetune_seeds(task, bert_config, encoder_params, task_data, cfg,
+                            [seed + i for i in range(seeds)], progress)
+  return {'task': task.name, **summarize(task, per_seed), 'per_seed': per_seed,
+          'num_train': int(len(task_data.train['labels'])),
+          'num_dev': {k: int(len(v['labels'])) for k, v in task_data.dev.items()},
+          'skipped_rows': int(task_data.skipped),
+          'config': {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}}
