@@ -1,0 +1,4 @@
+"""Benchmarks that compare jaxdistil's step with other implementations.
+
+See benchmarks/README.md.
+"""
