@@ -261,6 +261,10 @@ def train(config, workdir: str) -> dict:
   hf = None
   if last_saved == config.total_steps:
     hf = export_student(run, config, state, workdir)
+    if jax.process_index() == 0:
+      # The run is complete: launch/babysit.sh stops re-creating the TPU on this.
+      with open(os.path.join(workdir, 'DONE'), 'w') as f:
+        f.write(f'{last_saved}\n')
   return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf}
 
 

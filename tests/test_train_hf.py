@@ -55,6 +55,8 @@ def test_hf_teacher_distils_and_exports(tmp_path):
   config = config_for(teacher_dir)
   result = train.train(config, work)
   assert result['step'] == 3
+  with open(os.path.join(work, 'DONE')) as f:     # complete: babysit.sh stops
+    assert f.read().strip() == '3'
   # The teacher's shape came from its checkpoint.
   assert config.model.teacher.hidden_size == 48
   with open(os.path.join(work, 'model.json')) as f:
