@@ -9,7 +9,6 @@ during a save leaves the previous checkpoints as they were.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -37,19 +36,17 @@ def save(mgr: ocp.CheckpointManager, step: int, state, position: dict) -> None:
 
 
 def _shape_mismatch(step_dir: str, params) -> str | None:
-  """The first parameter whose saved shape differs from `params`, read from
-  the checkpoint's own metadata; None when they agree or it cannot be read."""
+  """The first parameter whose saved (global) shape differs from `params`, read
+  from the checkpoint's metadata; None when they agree or it cannot be read."""
   try:
-    with open(os.path.join(step_dir, 'state', '_METADATA')) as f:
-      saved = json.load(f)['tree_metadata']
-  except (OSError, ValueError, KeyError):
+    saved = ocp.PyTreeCheckpointer().metadata(
+        os.path.join(step_dir, 'state')).item_metadata.tree['params']
+  except Exception:  # unreadable: restore() decides what to do with it
     return None
-  shapes = {}
-  for key, value in saved.items():
-    path = tuple(k['key'] for k in value['key_metadata'])
-    if path and path[0] == 'params':
-      shapes[path[1:]] = tuple(value['value_metadata'].get('write_shape') or ())
-  ours = {tuple(str(getattr(k, 'key', k)) for k in path): tuple(x.shape)
+  key = lambda path: tuple(str(getattr(k, 'key', k)) for k in path)
+  shapes = {key(path): tuple(m.shape) for path, m in
+            jax.tree_util.tree_leaves_with_path(saved) if hasattr(m, 'shape')}
+  ours = {key(path): tuple(x.shape)
           for path, x in jax.tree_util.tree_leaves_with_path(params)}
   for path, shape in ours.items():
     if path not in shapes:

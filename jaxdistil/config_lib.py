@@ -33,6 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 256               # global, in sequences, per optimizer step
   c.micro_batches = 1              # gradient accumulation: batch_size / this per pass
   c.max_len = 128                  # tokens per sequence, [CLS]/[SEP] included
+  c.stop_at = 0                    # stop (with a checkpoint) after this step,
+                                   # to split a run into jobs; 0: total_steps
   c.checkpoint_every = 1000        # steps
   c.eval_every = 500               # steps (0: never)
   c.eval_batches = 4               # held-out batches per evaluation

@@ -36,6 +36,14 @@ from jaxdistil.step import make_eval_step, summarize_eval
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and metrics go here.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for multi-process runs '
+    'outside Cloud TPU (GPU clusters, several processes on one machine).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    'distributed_timeout', 300, 'Seconds to wait for every process to join.')
 
 
 class TrainError(RuntimeError):
@@ -53,8 +61,12 @@ class SyntheticData:
     c = self.config
     rng = np.random.default_rng([c.seed, self.position['step']])
     self.position['step'] += 1
+    # The global batch, whatever the process count; each process keeps its rows.
+    batch = synthetic.random_batch(rng, c.batch_size, c.max_len,
+                                   c.model.teacher.vocab_size)
     local = c.batch_size // jax.process_count()
-    return synthetic.random_batch(rng, local, c.max_len, c.model.teacher.vocab_size)
+    rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+    return {k: v[rows] for k, v in batch.items()}
 
 
 def make_data(config, position, split='train'):
@@ -216,7 +228,9 @@ def train(config, workdir: str) -> dict:
                unit=' steps', file=sys.stderr)
   t0 = time.perf_counter()
   try:
-    for step in range(start, config.total_steps):
+    end = min(config.stop_at, config.total_steps) if config.stop_at else (
+        config.total_steps)
+    for step in range(start, end):
       batch = sharding.global_batch(next(data), run.mesh)
       state, metrics = run.train_step(state, run.teacher_params, batch)
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -247,8 +261,7 @@ def train(config, workdir: str) -> dict:
       if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
-      if done % config.checkpoint_every == 0 or done == config.total_steps or (
-          stop['now']):
+      if done % config.checkpoint_every == 0 or done == end or stop['now']:
         checkpoint.save(mgr, done, state, data.position)
         last_saved = done
       if stop['now']:
@@ -268,19 +281,55 @@ def train(config, workdir: str) -> dict:
   return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf}
 
 
+def init_distributed() -> None:
+  """Join the other processes of a multi-process run, before JAX's backend starts.
+
+  Explicit flags (a GPU cluster, or several CPU processes on one machine, which
+  then use gloo collectives) win; on a Cloud TPU VM (libtpu installed) JAX finds
+  its workers by itself; otherwise this is one process.
+  """
+  given = [f for f in (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+           if f is not None]
+  if given:
+    if len(given) != 3:
+      raise ConfigError('a multi-process run needs all of --coordinator_address, '
+                        '--num_processes and --process_id')
+    if os.environ.get('JAX_PLATFORMS', '') == 'cpu' or not _has_accelerator_plugin():
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value,
+                               initialization_timeout=_INIT_TIMEOUT.value)
+  elif _on_cloud_tpu():
+    jax.distributed.initialize(initialization_timeout=_INIT_TIMEOUT.value)
+
+
+def _has_accelerator_plugin() -> bool:
+  import importlib.util
+  return any(importlib.util.find_spec(m) is not None
+             for m in ('libtpu', 'jax_cuda12_plugin', 'jax_cuda13_plugin'))
+
+
+def _on_cloud_tpu() -> bool:
+  import importlib.util
+  return (importlib.util.find_spec('libtpu') is not None
+          and os.environ.get('JAX_PLATFORMS', 'tpu') in ('', 'tpu'))
+
+
 def main(argv):
   del argv
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError('--config=configs/<name>.py and --workdir=DIR are required')
   try:
+    init_distributed()
     result = train(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError,
           OSError) as e:
     print(f'jaxdistil.train: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f'jaxdistil.train: step {result["step"]}, loss '
-        f'{result["metrics"].get("loss", float("nan")):.4f}'
-        + (f'; student exported to {result["hf"]}' if result['hf'] else ''))
+  if jax.process_index() == 0:
+    print(f'jaxdistil.train: step {result["step"]}, loss '
+          f'{result["metrics"].get("loss", float("nan")):.4f}'
+          + (f'; student exported to {result["hf"]}' if result['hf'] else ''))
 
 
 if __name__ == '__main__':
