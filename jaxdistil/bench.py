@@ -43,6 +43,8 @@ _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
 _PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
 _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
+_MEMORY = flags.DEFINE_bool('memory', False, 'Only compile the step and print its '
+                              'per-device memory (XLA memory analysis).')
 _INPUT = flags.DEFINE_string('input', None, 'A prepared data directory: also '
                              'measure the tokens/s the input pipeline delivers.')
 _INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
@@ -186,6 +188,39 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048) -> 
   return result
 
 
+def memory(config) -> dict:
+  """Per-device memory of the compiled step (XLA's memory analysis), compiled
+  for the devices JAX sees and the config's mesh, without running it."""
+  config.teacher = 'random'
+  run = build.build(config)
+  batch = jax.eval_shape(lambda: synthetic.random_batch(
+      np.random.default_rng(0), config.batch_size, config.max_len,
+      run.step_config.student.vocab_size, full_length=True))
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                      sharding=run.batch_sharding),
+                       batch)
+  t = time.perf_counter()
+  compiled = run.train_step.lower(run.state, run.teacher_params, batch).compile()
+  compile_s = time.perf_counter() - t
+  m = compiled.memory_analysis()
+  size = lambda name: int(getattr(m, name, 0) or 0)
+  out = {
+      'devices': len(run.mesh.devices.flat), 'mesh': dict(run.mesh.shape),
+      'dtype': config.dtype, 'batch_size': config.batch_size,
+      'max_len': config.max_len, 'micro_batches': config.micro_batches,
+      'compile_s': compile_s,
+      'argument_bytes': size('argument_size_in_bytes'),
+      'output_bytes': size('output_size_in_bytes'),
+      'alias_bytes': size('alias_size_in_bytes'),
+      'temp_bytes': size('temp_size_in_bytes'),
+      'generated_code_bytes': size('generated_code_size_in_bytes'),
+  }
+  # Donated state aliases its output: count it once.
+  out['total_bytes_per_device'] = (out['argument_bytes'] + out['output_bytes']
+                                   - out['alias_bytes'] + out['temp_bytes'])
+  return out
+
+
 def _report(r: dict) -> str:
   gib = 2 ** 30
   lines = [
@@ -222,6 +257,19 @@ def main(argv):
   if _CONFIG.value is None:
     raise app.UsageError('--config=configs/<name>.py is required')
   config = _CONFIG.value.unlock()
+  if _MEMORY.value:
+    try:
+      result = memory(config)
+    except ConfigError as e:
+      print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
+      sys.exit(2)
+    gib = 2 ** 30
+    print(f"mesh {result['mesh']}: per device {result['total_bytes_per_device'] / gib:.2f}"
+          f" GiB (arguments {result['argument_bytes'] / gib:.2f}, temporaries "
+          f"{result['temp_bytes'] / gib:.2f}); compile {result['compile_s']:.1f} s")
+    if _JSON.value:
+      print(json.dumps(result), flush=True)
+    return
   try:
     result = benchmark(config, _STEPS.value, _PARTS.value, _MATMUL.value)
   except ConfigError as e:

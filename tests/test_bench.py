@@ -100,3 +100,20 @@ def test_bench_measures_the_input_pipeline(tmp_path):
   assert 0 < result['input_real_tokens_per_s'] <= result['input_tokens_per_s']
   assert result['input_over_step'] == pytest.approx(
       result['input_tokens_per_s'] / result['tokens_per_s'])
+
+
+def test_memory_report_shows_fsdp_sharding_the_state():
+  """`bench --memory`: XLA's per-device figures; FSDP over 8 devices holds about
+  an eighth of the params and Adam moments that data parallelism replicates."""
+  from jaxdistil import bench
+  from helpers import tiny_config
+  dp = bench.memory(tiny_config(**{'mesh.data': 8, 'mesh.fsdp': 1}))
+  fsdp = bench.memory(tiny_config(**{'mesh.data': 1, 'mesh.fsdp': 8}))
+  assert dp['mesh'] == {'data': 8, 'fsdp': 1, 'tensor': 1}
+  assert fsdp['mesh'] == {'data': 1, 'fsdp': 8, 'tensor': 1}
+  # Donated state: its output aliases its input.
+  assert dp['alias_bytes'] > 0 and fsdp['alias_bytes'] > 0
+  assert fsdp['argument_bytes'] < 0.5 * dp['argument_bytes']
+  for r in (dp, fsdp):
+    assert r['total_bytes_per_device'] == (r['argument_bytes'] + r['output_bytes']
+                                           - r['alias_bytes'] + r['temp_bytes'])
