@@ -20,6 +20,7 @@ import sys
 from typing import Callable, Sequence
 
 from jaxdistil.glue import data as glue_data
+from jaxdistil.glue import metrics as glue_metrics
 from jaxdistil.glue import report
 from jaxdistil.glue.tasks import GlueError, TASKS, TABLE1_ORDER, get as get_task
 
@@ -31,6 +32,8 @@ def parse_args(argv: Sequence[str] | None):
                  help='checkpoint or Hugging Face directory (jaxdistil.convert)')
   p.add_argument('--task', default='all',
                  help='TASK, TASK1,TASK2, all, or tfds:glue/<config>')
+  p.add_argument('--tokenizer', default=None,
+                 help='tokenizer folder or hub id (default: the model\'s own)')
   p.add_argument('--data_dir', default=None,
                  help='glue_data folder (or TFDS data_dir with --source=tfds)')
   p.add_argument('--source', choices=('tsv', 'tfds'), default='tsv')
@@ -81,20 +84,51 @@ def resolve_tasks(task_arg: str, data_dir: str | None, source: str):
 
 
 def default_load_model(path: str):
-  """`jaxdistil.convert.load_model(path) -> (BertConfig, params, tokenizer)`."""
+  """`jaxdistil.convert.load_model(path)`, unpacked by `unpack_loaded`."""
   try:
     from jaxdistil.convert import load_model
   except ImportError as e:
     raise GlueError(f'cannot load {path!r}: jaxdistil.convert.load_model is not '
                     f'available ({e})') from None
-  return load_model(path)
+  try:
+    # The MLM head is not used by GLUE: a BertModel checkpoint without one is fine.
+    loaded = load_model(path, init_missing_head=True)
+  except ValueError as e:   # ConvertError, TokenizerError: one-line messages
+    raise GlueError(f'cannot load model {path!r}: '
+                    f'{(str(e).splitlines() or [""])[0]}') from None
+  return unpack_loaded(loaded)
+
+
+def unpack_loaded(loaded):
+  """(BertConfig, params with the pooler if any, tokenizer or None) from what
+  the loader returns: that triple already, or a `convert.Loaded` (config,
+  params, pooler, tokenizer_dir)."""
+  if isinstance(loaded, tuple):
+    return loaded
+  params = dict(loaded.params)
+  if getattr(loaded, 'pooler', None) is not None:
+    params['pooler'] = loaded.pooler
+  tok_dir = getattr(loaded, 'tokenizer_dir', None)
+  return loaded.config, params, load_tokenizer(tok_dir) if tok_dir else None
+
+
+def load_tokenizer(name_or_dir: str):
+  from jaxdistil.data import tokenizer
+  try:
+    return tokenizer.load(name_or_dir)
+  except ValueError as e:
+    raise GlueError(str(e).splitlines()[0]) from None
 
 
 def run(args, load_model: Callable | None = None) -> dict:
-  from jaxdistil.glue import finetune   # jax and the model: import late
-
   tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
+  from jaxdistil.glue import finetune   # jax and the model: import late
   bert_cfg, params, tokenizer = (load_model or default_load_model)(args.model)
+  if args.tokenizer:
+    tokenizer = load_tokenizer(args.tokenizer)
+  if tokenizer is None:
+    raise GlueError(f'{args.model} has no tokenizer files (vocab.txt or '
+                    f'tokenizer.json): pass --tokenizer=DIR')
   results = {}
   for task in tasks:
     results[task.name] = finetune.run_task(
@@ -107,7 +141,6 @@ def run(args, load_model: Callable | None = None) -> dict:
           f'{results[task.name]["metrics"]}', file=sys.stderr, flush=True)
   name = args.name or os.path.basename(os.path.normpath(args.model))
   scores = report.task_scores(results)
-  from jaxdistil.glue import metrics as glue_metrics
   return {'name': name, 'model': args.model, 'source': source,
           'data_dir': args.data_dir, 'seeds': args.seeds,
           'score': glue_metrics.macro_score(scores), 'task_scores': scores,

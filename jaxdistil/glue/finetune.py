@@ -25,8 +25,9 @@ median (the paper's Table 1 gives the median of 5 runs).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -297,13 +298,38 @@ def _round_up(x: int, multiple: int) -> int:
   return -(-x // multiple) * multiple
 
 
-def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
-                   task_data: TaskData, cfg: FinetuneConfig,
-                   seeds: Sequence[int], progress: bool = True) -> list[dict]:
-  """Fine-tune once per seed from the same encoder; per-seed dev results."""
-  from tqdm.auto import tqdm
+class Compiled(NamedTuple):
+  train_step: Callable     # (params, opt_state, rest, batch, key, step)
+  predict: Callable        # (params, rest, batch) -> logits
+  init_opt: Callable       # params -> opt_state
+  params: dict             # shardings of the params tree
+  rest: dict               # shardings of the untrained MLM head
 
-  mesh = _mesh(cfg)
+
+def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
+                  template: dict, rest: dict, steps: int, mesh) -> Compiled:
+  """The jitted, sharded train step, prediction and optimizer init; `template`
+  is the params tree (arrays or shapes)."""
+  replicated = NamedSharding(mesh, P())
+  p_sh = param_shardings(bert_cfg, template, mesh)
+  tx = optim.make(cfg.optim_config(), steps,
+                  jax.tree.map(lambda _: False, template))
+  o_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, template), p_sh,
+                                        template, mesh)
+  rest_sh = jax.tree.map(lambda _: replicated, rest)
+  batch_sh = sharding.batch_sharding(mesh)
+  step = jax.jit(
+      functools.partial(train_step, bert_cfg, tx, task.is_regression,
+                        cfg.head_dropout),
+      in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
+      out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
+  predict = jax.jit(functools.partial(predict_step, bert_cfg),
+                    in_shardings=(p_sh, rest_sh, batch_sh), out_shardings=batch_sh)
+  return Compiled(step, predict, jax.jit(tx.init, out_shardings=o_sh), p_sh,
+                  rest_sh)
+
+
+def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None:
   divisor = sharding.batch_divisor(mesh)
   if cfg.batch_size % divisor:
     raise GlueError(f'batch_size={cfg.batch_size} must be a multiple of the '
@@ -311,66 +337,70 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
   if cfg.max_len > bert_cfg.max_position_embeddings:
     raise GlueError(f'max_len={cfg.max_len} exceeds the model\'s '
                     f'{bert_cfg.max_position_embeddings} positions')
-  eval_batch = _round_up(cfg.eval_batch_size, divisor)
-  encoder, rest, pooler = split_encoder_params(
-      bert_cfg, jax.device_get(encoder_params))
-  n_train = len(task_data.train['labels'])
-  steps = total_steps(n_train, cfg)
-  frozen = None
-  replicated = NamedSharding(mesh, P())
+
+
+def train(compiled: Compiled, params, opt_state, rest, arrays: dict,
+          cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar):
+  """`steps` train steps over `arrays`; the final params and last loss."""
+  n = len(arrays['labels'])
+  rows = _host_rows(cfg.batch_size)
+  # On CPU, one step at a time: XLA's CPU collectives can deadlock when many
+  # steps queue up on fake devices that share a small thread pool.
+  sync = jax.default_backend() == 'cpu'
+  loss = None
+  with sharding.constraints(mesh):
+    for step, index in enumerate(train_indexes(n, cfg.batch_size, steps, seed)):
+      host = {k: v[rows] for k, v in _batch(arrays, index, cfg.batch_size).items()}
+      params, opt_state, loss = compiled.train_step(
+          params, opt_state, rest, sharding.global_batch(host, mesh), key,
+          np.int32(step))
+      if sync:
+        loss.block_until_ready()
+      bar.update(1)
+      if step % 50 == 0 or step == steps - 1:
+        bar.set_postfix(loss=f'{float(loss):.4f}')
+  return params, float(loss)
+
+
+def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
+                   task_data: TaskData, cfg: FinetuneConfig,
+                   seeds: Sequence[int], progress: bool = True) -> list[dict]:
+  """Fine-tune once per seed from the same encoder; per-seed dev results.
+
+  Each seed draws its own head initialisation, data order and dropout."""
+  from tqdm.auto import tqdm
+
+  mesh = _mesh(cfg)
+  check_settings(bert_cfg, cfg, mesh)
+  eval_batch = _round_up(cfg.eval_batch_size, sharding.batch_divisor(mesh))
+  encoder, rest, pooler = split_encoder_params(bert_cfg,
+                                               jax.device_get(encoder_params))
+  steps = total_steps(len(task_data.train['labels']), cfg)
+  new_head = lambda key: init_head(bert_cfg, task.num_outputs, key, pooler)
+  template = {'encoder': encoder,
+              'head': jax.eval_shape(new_head, jax.random.key(0))}
+  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh)
+  device_rest = jax.device_put(rest, compiled.rest)
   results = []
   for seed in seeds:
     key_head, key_dropout = jax.random.split(jax.random.key(seed))
-    host_params = {'encoder': encoder,
-                   'head': jax.device_get(init_head(bert_cfg, task.num_outputs,
-                                                    key_head, pooler))}
-    p_sh = param_shardings(bert_cfg, host_params, mesh)
-    if frozen is None:
-      frozen = jax.tree.map(lambda _: False, host_params)
-      tx = optim.make(cfg.optim_config(), steps, frozen)
-      o_sh = sharding.shardings_like_params(
-          jax.eval_shape(tx.init, host_params), p_sh, host_params, mesh)
-      rest_sh = jax.tree.map(lambda _: replicated, rest)
-      batch_sh = sharding.batch_sharding(mesh)
-      with sharding.constraints(mesh):
-        step_fn = jax.jit(
-            lambda *a: train_step(bert_cfg, tx, task.is_regression,
-                                  cfg.head_dropout, *a),
-            in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
-            out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
-        predict = jax.jit(lambda p, r, b: predict_step(bert_cfg, p, r, b),
-                          in_shardings=(p_sh, rest_sh, batch_sh),
-                          out_shardings=batch_sh)
-        init_opt = jax.jit(tx.init, out_shardings=o_sh)
-      device_rest = jax.device_put(rest, rest_sh)
-    params = jax.device_put(host_params, p_sh)   # fresh buffers: donated below
-    opt_state = init_opt(params)
-    bar = tqdm(total=steps, desc=f'{task.name} seed {seed}', disable=not progress,
-               leave=False, dynamic_ncols=True)
-    loss = None
-    sync_every_step = jax.default_backend() == 'cpu'
+    # Fresh buffers from host copies: the train step donates them.
+    params = jax.device_put({'encoder': encoder,
+                             'head': jax.device_get(new_head(key_head))},
+                            compiled.params)
+    opt_state = compiled.init_opt(params)
+    with tqdm(total=steps, desc=f'{task.name} seed {seed}', leave=False,
+              disable=not progress, dynamic_ncols=True) as bar:
+      params, loss = train(compiled, params, opt_state, device_rest,
+                           task_data.train, cfg, steps, key_dropout, seed, mesh,
+                           bar)
     with sharding.constraints(mesh):
-      for step, index in enumerate(train_indexes(n_train, cfg.batch_size, steps,
-                                                 seed)):
-        host = _batch(task_data.train, index, cfg.batch_size)
-        host = {k: v[_host_rows(cfg.batch_size)] for k, v in host.items()}
-        params, opt_state, loss = step_fn(
-            params, opt_state, device_rest, sharding.global_batch(host, mesh),
-            key_dropout, np.int32(step))
-        # At most one step in flight on CPU: XLA's CPU collectives can deadlock
-        # when steps queue up on fake devices that share a small thread pool.
-        if sync_every_step:
-          loss.block_until_ready()
-        bar.update(1)
-        if step % 50 == 0 or step == steps - 1:
-          bar.set_postfix(loss=f'{float(loss):.4f}')
-      bar.close()
-      dev_metrics = evaluate(task, predict, params, device_rest, task_data.dev,
-                             eval_batch, mesh)
+      dev_metrics = evaluate(task, compiled.predict, params, device_rest,
+                             task_data.dev, eval_batch, mesh)
     results.append({'seed': int(seed), 'metrics': dev_metrics,
                     'score': glue_metrics.task_score(dev_metrics,
                                                      task.metric_keys()),
-                    'final_loss': float(loss), 'steps': steps})
+                    'final_loss': loss, 'steps': steps})
   return results
 
 
