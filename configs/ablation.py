@@ -14,7 +14,9 @@ Any base can be given after a comma: `ablation.py:no_ce,small` uses configs/smal
 import importlib.util
 import os
 
-VARIANTS = ('full', 'no_ce', 'no_cos', 'no_mlm', 'random_init')
+from jaxdistil import ablation
+
+VARIANTS = ablation.VARIANTS
 
 
 def _base(name: str):
@@ -29,13 +31,4 @@ def get_config(arg: str = 'full'):
   variant, _, base = arg.partition(',')
   if variant not in VARIANTS:
     raise ValueError(f'unknown ablation {variant!r}: use one of {", ".join(VARIANTS)}')
-  c = _base(base or 'distilbert_base')
-  if variant == 'no_ce':
-    c.loss.alpha_ce = 0.0
-  elif variant == 'no_cos':
-    c.loss.alpha_cos = 0.0
-  elif variant == 'no_mlm':
-    c.loss.alpha_mlm = 0.0
-  elif variant == 'random_init':
-    c.student_init.source = 'random'
-  return c
+  return ablation.apply(_base(base or 'distilbert_base'), variant)

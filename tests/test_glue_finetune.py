@@ -202,7 +202,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
   assert cli.main(['--model=m', '--task=all', f'--data_dir={tmp_path}'],
                   load_model=never) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 3 and all(l.startswith('error: ') for l in err)
+  assert len(err) == 3 and all(l.startswith('jaxdistil.glue: ') for l in err)
   assert 'valid tasks are CoLA' in err[0]
   assert 'RTE/{train.tsv, dev.tsv}' in err[1]
   assert 'no GLUE task found' in err[2]

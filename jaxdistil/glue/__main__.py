@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None,
   try:
     summary = run(args, load_model)
   except GlueError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'jaxdistil.glue: {e}', file=sys.stderr)
     return 2
   print(write_outputs(summary, args.output))
   return 0
