@@ -29,6 +29,7 @@ hours to build), and an unbuilt one gets one line saying what to run.
 from __future__ import annotations
 
 import glob
+import gzip
 import itertools
 import os
 import re
@@ -145,11 +146,18 @@ def parse_gutenberg(lines: Iterable[str], name: str = '<lines>') -> Iterator[str
   yield from parse_text(_until_end(_after_marker(marker, it)))
 
 
+def open_text(path: str):
+  """A text file, gzip-compressed when its name ends in .gz."""
+  if path.endswith('.gz'):
+    return gzip.open(path, 'rt', encoding=ENCODING, errors='replace')
+  return open(path, encoding=ENCODING, errors='replace')
+
+
 def detect_format(path: str) -> str:
   """'wikiextractor' if the first non-blank line opens a `<doc>`, 'gutenberg' if
   a START marker is in the first DETECT_LINES lines, else 'text'."""
   first_seen = False
-  with open(path, encoding=ENCODING, errors='replace') as f:
+  with open_text(path) as f:
     for line in itertools.islice(f, DETECT_LINES):
       if not first_seen and line.strip():
         first_seen = True
@@ -248,7 +256,7 @@ def read_documents(patterns, fmt: str = 'auto',
 def _parse_file(path: str, fmt: str) -> Iterator[str]:
   """The documents of one file, streamed line by line."""
   kind = detect_format(path) if fmt == 'auto' else fmt
-  with open(path, encoding=ENCODING, errors='replace') as f:
+  with open_text(path) as f:
     if kind == 'wikiextractor':
       yield from parse_wikiextractor(f)
     elif kind == 'gutenberg':
