@@ -37,18 +37,24 @@ from jaxdistil import build, flops, losses, synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.models import bert
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                          lock_config=True)
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
-_PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
-_MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
-_MEMORY = flags.DEFINE_bool('memory', False, 'Only compile the step and print its '
-                              'per-device memory (XLA memory analysis).')
-_INPUT = flags.DEFINE_string('input', None, 'A prepared data directory: also '
-                             'measure the tokens/s the input pipeline delivers.')
-_INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
-                                    'How long to draw batches from --input.')
+
+def define_flags() -> None:
+  """The command line's flags: defined only when run as a program, so that
+  importing this module beside `jaxdistil.train` (which has its own --config)
+  cannot collide."""
+  global _CONFIG, _JSON, _STEPS, _PARTS, _MATMUL, _MEMORY, _INPUT, _INPUT_SECONDS
+  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
+                                            lock_config=True)
+  _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
+  _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
+  _PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
+  _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
+  _MEMORY = flags.DEFINE_bool('memory', False, 'Only compile the step and print its '
+                                'per-device memory (XLA memory analysis).')
+  _INPUT = flags.DEFINE_string('input', None, 'A prepared data directory: also '
+                               'measure the tokens/s the input pipeline delivers.')
+  _INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
+                                      'How long to draw batches from --input.')
 
 
 def input_rate(directory: str, batch_size: int, seconds: float) -> dict:
@@ -284,4 +290,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
