@@ -91,7 +91,9 @@ def test_ablation_variants_change_exactly_one_thing():
     changed[variant] = sorted(k for k in a if a[k] != b[k])
   assert changed == {'no_ce': ['loss.alpha_ce'], 'no_cos': ['loss.alpha_cos'],
                      'no_mlm': ['loss.alpha_mlm'],
-                     'random_init': ['student_init.source']}
+                     # random position embeddings are trained, not frozen
+                     'random_init': ['student_init.freeze_position_embeddings',
+                                     'student_init.source']}
   small = ablation.get_config('no_ce,small')
   assert small.model.teacher.hidden_size == 256 and small.loss.alpha_ce == 0
   with pytest.raises(ValueError, match="unknown ablation 'no_kd'"):
