@@ -5,6 +5,9 @@ the RNG (the `TrainState`), plus the input pipeline's position as JSON. The
 teacher is an input and is never written. Saves are asynchronous; orbax writes
 each step to a temporary directory and renames it when complete, so a crash
 during a save leaves the previous checkpoints as they were.
+
+The workdir may be a URL (gs://BUCKET/PATH): orbax writes it itself, and the
+rest goes through `jaxdistil.fs`.
 """
 
 from __future__ import annotations
@@ -15,14 +18,23 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
+from jaxdistil import fs
+
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or one of another model; one line says which."""
 
 
+def directory(workdir: str) -> str:
+  """WORKDIR/checkpoints: made absolute when local, a URL left as it is (orbax
+  reads and writes gs:// itself; abspath would make gs://b/p /cwd/gs:/b/p)."""
+  path = fs.join(workdir, 'checkpoints')
+  return path if fs.is_remote(path) else os.path.abspath(path)
+
+
 def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      directory(workdir),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True))
 
@@ -35,12 +47,36 @@ def save(mgr: ocp.CheckpointManager, step: int, state, position: dict) -> None:
            force=True)
 
 
+def save_failure(mgr: ocp.CheckpointManager, step: int, error: BaseException) -> str:
+  """One line for a save that failed (a full disk, a lost bucket, ...): what
+  failed, and which earlier checkpoints are intact."""
+  import errno
+  detail = (str(error).splitlines() or [''])[0][:200]
+  full = (getattr(error, 'errno', None) == errno.ENOSPC
+          or 'No space left' in str(error))
+  try:
+    mgr.wait_until_finished()       # earlier saves still being written
+  except Exception:
+    pass
+  try:
+    mgr.reload()
+    intact = [s for s in mgr.all_steps() if s != step]
+  except Exception:  # the directory itself may be unreadable now
+    intact = []
+  kept = (f'checkpoints {intact} in {mgr.directory} are intact' if intact
+          else f'no earlier checkpoint in {mgr.directory}')
+  return (f'saving checkpoint {step} failed ({type(error).__name__}: {detail})'
+          f'{": the disk is full" if full else ""}; {kept}; '
+          f'{"free space" if full else "fix the cause"} and rerun the same '
+          f'command to resume')
+
+
 def _shape_mismatch(step_dir: str, params) -> str | None:
   """The first parameter whose saved (global) shape differs from `params`, read
   from the checkpoint's metadata; None when they agree or it cannot be read."""
   try:
     saved = ocp.PyTreeCheckpointer().metadata(
-        os.path.join(step_dir, 'state')).item_metadata.tree['params']
+        fs.join(step_dir, 'state')).item_metadata.tree['params']
   except Exception:  # unreadable: restore() decides what to do with it
     return None
   key = lambda path: tuple(str(getattr(k, 'key', k)) for k in path)
@@ -60,6 +96,23 @@ def _shape_mismatch(step_dir: str, params) -> str | None:
   return None
 
 
+def move_aside(step_dir: str, aside: str) -> None:
+  """Moves the directory `step_dir` to `aside` (whose parent may not exist yet).
+
+  Locally one rename. A remote store cannot rename a directory (GCS has no
+  directories, and gfile.rename moves single files there): the files are copied
+  to `aside`, replacing an older copy there, then deleted.
+  """
+  fs.makedirs(fs.dirname(aside))
+  if not fs.is_remote(step_dir) and not fs.is_remote(aside):
+    os.replace(step_dir, aside)
+    return
+  if fs.exists(aside):
+    fs.rmtree(aside)
+  fs.copy_tree(step_dir, aside)
+  fs.rmtree(step_dir)
+
+
 def restore(mgr: ocp.CheckpointManager, state, shardings):
   """(state, position, step) from the latest readable checkpoint, laid out with
   `shardings` (the current mesh's), or None when there is none.
@@ -73,7 +126,7 @@ def restore(mgr: ocp.CheckpointManager, state, shardings):
       state, shardings)
   steps = sorted(mgr.all_steps(), reverse=True)
   for step in steps:
-    step_dir = os.path.join(str(mgr.directory), str(step))
+    step_dir = fs.join(str(mgr.directory), str(step))
     mismatch = _shape_mismatch(step_dir, state.params)
     if mismatch:
       raise CheckpointError(
@@ -85,10 +138,9 @@ def restore(mgr: ocp.CheckpointManager, state, shardings):
     except Exception as e:  # damaged: fall back to the previous checkpoint
       # Moved aside, not deleted: the run will save this step again, and the
       # damaged files stay for whoever wants to look at them.
-      aside = os.path.join(os.path.dirname(str(mgr.directory)),
-                           'checkpoints_damaged', str(step))
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      os.replace(step_dir, aside)
+      aside = fs.join(fs.dirname(str(mgr.directory)), 'checkpoints_damaged',
+                      str(step))
+      move_aside(step_dir, aside)
       mgr.reload()
       print(f'jaxdistil: warning: checkpoint {step_dir} cannot be read '
             f'({type(e).__name__}); moved to {aside}, trying the previous one',

@@ -262,12 +262,18 @@ def train(config, workdir: str) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
       if done % config.checkpoint_every == 0 or done == end or stop['now']:
-        checkpoint.save(mgr, done, state, data.position)
+        try:
+          checkpoint.save(mgr, done, state, data.position)
+        except Exception as e:  # a full disk: earlier checkpoints stay usable
+          raise TrainError(checkpoint.save_failure(mgr, done, e)) from None
         last_saved = done
       if stop['now']:
         break
   finally:
-    mgr.wait_until_finished()
+    try:
+      mgr.wait_until_finished()       # an asynchronous save's error surfaces here
+    except Exception as e:
+      raise TrainError(checkpoint.save_failure(mgr, last_saved, e)) from None
     writer.close()
     if bar is not None:
       bar.close()   # ends its line, so an error below starts a fresh one

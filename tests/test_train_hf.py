@@ -133,3 +133,35 @@ def test_too_many_skipped_steps_stop_with_one_line(tmp_path):
   config = config_for(teacher, eval_every=0)            # nonfinite='stop'
   with pytest.raises(train.TrainError, match='non-finite loss nan at step 1'):
     train.train(config, str(tmp_path / 'w2'))
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_earlier_checkpoints(
+    tmp_path, monkeypatch):
+  """The save at step 4 fails as a full disk makes it fail (ENOSPC, raised by
+  the checkpoint writer); the run stops with one line, step 2 stays restorable
+  and a rerun (space freed) resumes from it to the end."""
+  import errno
+  import orbax.checkpoint as ocp
+  config = config_for('random', total_steps=6, eval_every=0)
+  config.checkpoint_every = 2
+  work = str(tmp_path / 'w')
+  real_save = ocp.CheckpointManager.save
+
+  def failing_save(self, step, *args, **kw):
+    if step == 4:
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    return real_save(self, step, *args, **kw)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', failing_save)
+  with pytest.raises(train.TrainError) as e:
+    train.train(config, work)
+  msg = str(e.value)
+  assert '\n' not in msg
+  assert msg.startswith('saving checkpoint 4 failed (OSError: ')
+  assert 'the disk is full' in msg and 'checkpoints [2]' in msg
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', real_save)
+  result = train.train(config_for('random', total_steps=6, eval_every=0), work)
+  assert result['step'] == 6
+  with open(os.path.join(work, 'metrics.jsonl')) as f:
+    steps = [json.loads(l)['step'] for l in f]
+  assert steps == [1, 2, 3, 4, 3, 4, 5, 6]      # resumed from step 2
