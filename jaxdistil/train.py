@@ -20,8 +20,10 @@ if __name__ == '__main__':
 
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import jax
@@ -29,7 +31,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, checkpoint, flops, sharding, synthetic
+from jaxdistil import build, checkpoint, flops, fs, sharding, synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.step import make_eval_step, summarize_eval
 
@@ -103,16 +105,36 @@ def evaluate(run, eval_step, config, params) -> dict:
 
 
 class Writer:
-  """Metrics on process 0: JSONL (every step) and TensorBoard event files."""
+  """Metrics on process 0: JSONL (every step) and TensorBoard event files.
+
+  A remote workdir (gs://) cannot take the JSONL directly: a GCS object is
+  written whole, with no append, and rewriting it every step would be slow and
+  costly. There the lines go to a local file, kept under the temp dir and named
+  after the workdir (so a rerun on the same VM appends to it), and `sync()`
+  uploads a copy to WORKDIR/metrics.jsonl: `train` calls it at every checkpoint,
+  and `close()` does at the end, so the copy is at most one checkpoint behind,
+  the steps a resumed run redoes anyway. On a new VM (the old one preempted) the
+  local file starts as that copy. TensorBoard writes gs:// itself.
+  """
 
   def __init__(self, workdir: str):
     self.active = jax.process_index() == 0
     if not self.active:
       return
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self.remote = None
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if fs.is_remote(workdir):
+      self.remote = fs.join(workdir, 'metrics.jsonl')
+      self.path = os.path.join(fs.local_cache(workdir), 'metrics.jsonl')
+      os.makedirs(os.path.dirname(self.path), exist_ok=True)
+      # Another VM wrote more than this one holds (or this one holds none).
+      if fs.exists(self.remote) and (not os.path.exists(self.path) or
+                                     os.path.getsize(self.path) < fs.size(self.remote)):
+        fs.copy_file(self.remote, self.path)
+    self.jsonl = open(self.path, 'a')
     import tensorflow as tf     # only for its summary writer
     self._tf = tf
-    self.tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    self.tb = tf.summary.create_file_writer(fs.join(workdir, 'tensorboard'))
 
   def write(self, step: int, metrics: dict) -> None:
     if not self.active:
@@ -123,10 +145,29 @@ class Writer:
       for k, v in metrics.items():
         self._tf.summary.scalar(k if '/' in k else f'train/{k}', v)
 
+  def sync(self) -> None:
+    """Uploads the local JSONL to a remote workdir (nothing to do locally). A
+    failed upload only warns: the next one copies the whole file again."""
+    if not self.active or self.remote is None:
+      return
+    self.jsonl.flush()
+    try:
+      fs.copy_file(self.path, self.remote)
+    except OSError as e:
+      print(f'jaxdistil.train: warning: cannot upload {self.path} to '
+            f'{self.remote} ({e}); the next checkpoint tries again', file=sys.stderr)
+
   def close(self) -> None:
     if self.active:
       self.jsonl.close()
       self.tb.close()
+      if self.remote is not None:
+        try:
+          fs.copy_file(self.path, self.remote)
+        except OSError as e:
+          print(f'jaxdistil.train: warning: cannot upload {self.path} to '
+                f'{self.remote} ({e}): the metrics are only in the local file',
+                file=sys.stderr)
 
 
 def tokenizer_source(run, config) -> str | None:
@@ -156,32 +197,53 @@ def describe_workdir(run, config, workdir: str) -> None:
                     else 'bert'}
   for name, text in ((model_dir.WORKDIR_FILE, json.dumps(meta, indent=2)),
                      ('config.json', config.to_json_best_effort(indent=2))):
-    tmp = os.path.join(workdir, name + '.tmp')
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, os.path.join(workdir, name))
+    fs.write_text_atomic(fs.join(workdir, name), text)
   source = tokenizer_source(run, config)
   if source:
-    folder = os.path.join(workdir, 'tokenizer')
-    os.makedirs(folder, exist_ok=True)
-    copy_tokenizer(source, folder)
+    folder = fs.join(workdir, 'tokenizer')
+    fs.makedirs(folder)
+    if fs.is_remote(folder):
+      from jaxdistil.convert.hf_files import TOKENIZER_FILES
+      for name in TOKENIZER_FILES:
+        if fs.isfile(fs.join(source, name)):
+          fs.copy_file(fs.join(source, name), fs.join(folder, name))
+    else:
+      copy_tokenizer(source, folder)
 
 
 def export_student(run, config, state, workdir: str) -> str | None:
-  """The final student as a Hugging Face directory, DIR/hf (process 0)."""
+  """The final student as a Hugging Face directory, DIR/hf (process 0).
+
+  `convert.export` writes local files: for a remote workdir it writes to a
+  local temp dir (with the workdir's tokenizer copied down), and the files are
+  then uploaded to DIR/hf, replacing the old ones there.
+  """
   if jax.process_index() != 0:
     return None
   from jaxdistil import convert
-  out = os.path.join(workdir, 'hf')
-  tok = os.path.join(workdir, 'tokenizer')
+  out = fs.join(workdir, 'hf')
+  tok = fs.join(workdir, 'tokenizer')
   params = jax.device_get(state.params)
   cfg = run.step_config.student.replace(dtype='float32')
+  staging = tempfile.mkdtemp(prefix='jaxdistil-hf-') if fs.is_remote(out) else None
   try:
-    convert.export(cfg, params, out, tokenizer_dir=tok if os.path.isdir(tok) else None,
+    target = out
+    if staging:
+      target = os.path.join(staging, 'hf')
+      local_tok = os.path.join(staging, 'tokenizer')
+      if fs.isdir(tok):
+        fs.copy_tree(tok, local_tok)
+      tok = local_tok
+    convert.export(cfg, params, target, tokenizer_dir=tok if fs.isdir(tok) else None,
                    overwrite=True)
+    if staging:
+      fs.copy_tree_up(target, out)
   except convert.ConvertError as e:
     print(f'jaxdistil.train: warning: no HF export: {e}', file=sys.stderr)
     return None
+  finally:
+    if staging:
+      shutil.rmtree(staging, ignore_errors=True)
   return out
 
 
@@ -197,7 +259,7 @@ def peak_flops(config) -> float:
 def train(config, workdir: str) -> dict:
   # ---- models, mesh, sharded state and the jitted step ----------------------
   run = build.build(config)
-  os.makedirs(workdir, exist_ok=True)
+  fs.makedirs(workdir)
   mgr = checkpoint.manager(workdir)
 
   # ---- restore (this workdir's latest checkpoint) or start fresh ------------
@@ -267,6 +329,7 @@ def train(config, workdir: str) -> dict:
         except Exception as e:  # a full disk: earlier checkpoints stay usable
           raise TrainError(checkpoint.save_failure(mgr, done, e)) from None
         last_saved = done
+        writer.sync()
       if stop['now']:
         break
   finally:
@@ -274,16 +337,16 @@ def train(config, workdir: str) -> dict:
       mgr.wait_until_finished()       # an asynchronous save's error surfaces here
     except Exception as e:
       raise TrainError(checkpoint.save_failure(mgr, last_saved, e)) from None
-    writer.close()
-    if bar is not None:
-      bar.close()   # ends its line, so an error below starts a fresh one
+    finally:
+      writer.close()
+      if bar is not None:
+        bar.close()   # ends its line, so an error below starts a fresh one
   hf = None
   if last_saved == config.total_steps:
     hf = export_student(run, config, state, workdir)
     if jax.process_index() == 0:
       # The run is complete: launch/babysit.sh stops re-creating the TPU on this.
-      with open(os.path.join(workdir, 'DONE'), 'w') as f:
-        f.write(f'{last_saved}\n')
+      fs.write_text(fs.join(workdir, 'DONE'), f'{last_saved}\n')
   return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf}
 
 

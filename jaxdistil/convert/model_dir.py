@@ -26,6 +26,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from jaxdistil import fs
 from jaxdistil.convert import hf_in
 from jaxdistil.convert.hf_files import TOKENIZER_FILES, ConvertError
 from jaxdistil.models import bert
@@ -62,7 +63,7 @@ def config_from_dict(d: dict, where: str) -> BertConfig:
 
 def has_tokenizer(directory: str | None) -> bool:
   return bool(directory) and any(
-      os.path.isfile(os.path.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
+      fs.isfile(fs.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
 
 
 def _abstract(cfg: BertConfig, shardings=None):
@@ -114,8 +115,7 @@ def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
 
 def _read_json(path: str) -> dict:
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(fs.read_text(path))
   except (OSError, ValueError) as e:
     raise ConvertError(f'cannot read {path} ({type(e).__name__}): the directory is '
                        f'damaged') from None
@@ -156,27 +156,28 @@ def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
 
 
 def latest_step(checkpoints: str) -> int | None:
-  steps = [int(d) for d in os.listdir(checkpoints) if d.isdigit()
-           and os.path.isdir(os.path.join(checkpoints, d, 'state'))] \
-      if os.path.isdir(checkpoints) else []
+  steps = [int(d) for d in fs.listdir(checkpoints) if d.isdigit()
+           and fs.isdir(fs.join(checkpoints, d, 'state'))] \
+      if fs.isdir(checkpoints) else []
   return max(steps) if steps else None
 
 
 def read_workdir(path: str, shardings_for: Callable | None = None,
                  step: int | None = None) -> Loaded:
-  """The student of a train workdir's latest (or given) checkpoint."""
-  meta = _read_json(os.path.join(path, WORKDIR_FILE))
-  cfg = config_from_dict(meta['student'], os.path.join(path, WORKDIR_FILE))
-  checkpoints = os.path.join(path, 'checkpoints')
+  """The student of a train workdir's latest (or given) checkpoint; `path`
+  may be a URL (gs://) as well as a local folder."""
+  meta = _read_json(fs.join(path, WORKDIR_FILE))
+  cfg = config_from_dict(meta['student'], fs.join(path, WORKDIR_FILE))
+  checkpoints = fs.join(path, 'checkpoints')
   step = latest_step(checkpoints) if step is None else step
   if step is None:
     raise ConvertError(f'{path} holds no checkpoint yet: train first, or give a '
                        f'model directory')
   shardings = shardings_for(cfg) if shardings_for else None
-  where = os.path.join(checkpoints, str(step))
-  params = _restore_params(os.path.join(where, 'state'), cfg, shardings, where,
+  where = fs.join(checkpoints, str(step))
+  params = _restore_params(fs.join(where, 'state'), cfg, shardings, where,
                            key='params')
-  tok = os.path.join(path, 'tokenizer')
+  tok = fs.join(path, 'tokenizer')
   return Loaded(cfg, params,
                 meta.get('layout', 'distilbert'), tok if has_tokenizer(tok) else None,
                 None, f'{path} step {step}', 'workdir')
