@@ -359,3 +359,15 @@ def test_train_on_a_remote_workdir(local_tmp, tmp_path, monkeypatch):
   assert 'model.safetensors' in fs.listdir(fs.join(workdir, 'hf'))
   assert sorted(os.listdir(local_checkpoints)) == ['2', '4']
   cleanup(workdir)
+
+
+def test_load_model_on_a_missing_or_hf_url_is_one_line():
+  from jaxdistil import convert
+  import tensorflow as tf
+  with pytest.raises(convert.ConvertError, match='does not exist'):
+    convert.load_model('ram://jaxdistil-missing-model')
+  tf.io.gfile.makedirs('ram://jaxdistil-hf-url/m')
+  with tf.io.gfile.GFile('ram://jaxdistil-hf-url/m/config.json', 'w') as f:
+    f.write('{}')
+  with pytest.raises(convert.ConvertError, match='copy a Hugging Face model'):
+    convert.load_model('ram://jaxdistil-hf-url/m')

@@ -189,12 +189,18 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
 
   `shardings_for(config)` may give a shardings tree to place the params on.
   """
-  path = os.path.expanduser(path_or_id)
-  if os.path.isdir(path):
-    if os.path.isfile(os.path.join(path, MODEL_FILE)):
+  path = path_or_id if fs.is_remote(path_or_id) else os.path.expanduser(path_or_id)
+  if fs.is_remote(path) and not fs.isdir(path):
+    raise ConvertError(f'{path_or_id} does not exist')
+  if fs.isdir(path):
+    if fs.isfile(fs.join(path, MODEL_FILE)):
       return read_model_dir(path, shardings_for)
-    if os.path.isfile(os.path.join(path, WORKDIR_FILE)):
+    if fs.isfile(fs.join(path, WORKDIR_FILE)):
       return read_workdir(path, shardings_for)
+    if fs.is_remote(path):
+      raise ConvertError(f'{path_or_id}: only jaxdistil model directories and '
+                         f'train workdirs are read from remote storage; copy a '
+                         f'Hugging Face model to a local folder first')
     if not os.path.isfile(os.path.join(path, 'config.json')):
       raise ConvertError(
           f'{path_or_id} is neither a Hugging Face model (no config.json), a '
