@@ -233,3 +233,13 @@ def test_a_loaded_checkpoint_is_unpacked_with_its_pooler_and_tokenizer():
   assert cli.unpack_loaded(loaded)[1].keys() == params.keys()
   assert cli.unpack_loaded(loaded)[2] is None
   assert cli.unpack_loaded((cfg, params, None)) == (cfg, params, None)
+
+
+@needs_data
+def test_a_tokenizer_larger_than_the_model_vocabulary_is_one_line(tok, tmp_path):
+  write_stsb(str(tmp_path), 8, 8)
+  cfg, params = tiny_bert(1000)             # the tokenizer has 30,522 pieces
+  with pytest.raises(GlueError, match='tokenizer and model do not match') as e:
+    finetune.run_task('STS-B', str(tmp_path), cfg, params, tok, max_steps=1,
+                      progress=False)
+  assert '\n' not in str(e.value)
