@@ -11,24 +11,17 @@
 Any base can be given after a comma: `ablation.py:no_ce,small` uses configs/small.py.
 """
 
-import importlib.util
 import os
 
-from jaxdistil import ablation
+from jaxdistil import ablation, config_lib
 
 VARIANTS = ablation.VARIANTS
-
-
-def _base(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'jaxdistil_config_{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def get_config(arg: str = 'full'):
   variant, _, base = arg.partition(',')
   if variant not in VARIANTS:
     raise ValueError(f'unknown ablation {variant!r}: use one of {", ".join(VARIANTS)}')
-  return ablation.apply(_base(base or 'distilbert_base'), variant)
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      f'{base or "distilbert_base"}.py')
+  return ablation.apply(config_lib.load_file(path), variant)

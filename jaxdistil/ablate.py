@@ -20,23 +20,11 @@ if __name__ == '__main__':
   host_memory.keep_freed_memory()     # before jax starts its threads
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
 from jaxdistil import ablation
-
-
-def load_base(path: str):
-  """`get_config()` of a config file (a `file.py:arg` suffix is passed on)."""
-  path, _, arg = path.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'config file {path!r} does not exist')
-  spec = importlib.util.spec_from_file_location('jaxdistil_ablate_base', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def set_value(config, assignment: str) -> None:
@@ -67,7 +55,7 @@ def set_value(config, assignment: str) -> None:
 
 
 def run(args) -> dict:
-  from jaxdistil import train
+  from jaxdistil import config_lib, train
   from jaxdistil.glue import __main__ as glue_cli
   from jaxdistil.glue import finetune, report
   from jaxdistil.glue import metrics as glue_metrics
@@ -81,7 +69,7 @@ def run(args) -> dict:
   tasks, source = glue_cli.resolve_tasks(args.tasks, args.glue_data, 'tsv')
   results = {}
   for variant in variants:
-    config = ablation.apply(load_base(args.config), variant)
+    config = ablation.apply(config_lib.load_file(args.config), variant)
     for assignment in args.set:
       set_value(config, assignment)
     workdir = os.path.join(args.workdir, variant)

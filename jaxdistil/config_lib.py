@@ -83,6 +83,26 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def load_module(path: str):
+  """A config file as a module (configs are Python files, not a package)."""
+  import importlib.util
+  import os
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file {path!r} does not exist')
+  name = 'jaxdistil_config_' + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_file(path: str):
+  """`get_config()` of `file.py`, or `get_config(arg)` of `file.py:arg`."""
+  path, _, arg = path.partition(':')
+  module = load_module(path)
+  return module.get_config(arg) if arg else module.get_config()
+
+
 def teacher_config(c) -> BertConfig:
   t = c.model.teacher
   return BertConfig(

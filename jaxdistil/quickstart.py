@@ -32,7 +32,6 @@ if __name__ == '__main__':
   host_memory.keep_freed_memory()     # before jax starts its threads
 
 import glob
-import importlib.util
 import json
 import os
 import sys
@@ -47,9 +46,8 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 def load_config(stage: str):
   """configs/quickstart.py (from the checkout) for `stage`."""
-  spec = importlib.util.spec_from_file_location('jaxdistil_quickstart_config', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  from jaxdistil import config_lib
+  module = config_lib.load_module(CONFIG)
   return module.get_config(stage), module.VOCAB_SIZE
 
 

@@ -151,23 +151,21 @@ class Writer:
     if not self.active or self.remote is None:
       return
     self.jsonl.flush()
+    self._upload('the next checkpoint tries again')
+
+  def _upload(self, otherwise: str) -> None:
     try:
       fs.copy_file(self.path, self.remote)
     except OSError as e:
       print(f'jaxdistil.train: warning: cannot upload {self.path} to '
-            f'{self.remote} ({e}); the next checkpoint tries again', file=sys.stderr)
+            f'{self.remote} ({e}); {otherwise}', file=sys.stderr)
 
   def close(self) -> None:
     if self.active:
       self.jsonl.close()
       self.tb.close()
       if self.remote is not None:
-        try:
-          fs.copy_file(self.path, self.remote)
-        except OSError as e:
-          print(f'jaxdistil.train: warning: cannot upload {self.path} to '
-                f'{self.remote} ({e}): the metrics are only in the local file',
-                file=sys.stderr)
+        self._upload('the metrics are only in the local file')
 
 
 def tokenizer_source(run, config) -> str | None:

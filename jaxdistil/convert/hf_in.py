@@ -139,8 +139,9 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
               rng: jax.Array | None = None, shardings=None) -> Imported:
   """Read an HF checkpoint into our params (float32), tensor by tensor.
 
-  `shardings` (a tree like the params, optional) places each tensor on its
-  devices as soon as it is read, so the host holds one tensor at a time.
+  `shardings` (a tree like the params, or a function of the checkpoint's
+  BertConfig giving one; optional) places each tensor on its devices as soon as
+  it is read, so the host holds one tensor at a time.
   """
   directory = resolve(name_or_dir)
   config_path = os.path.join(directory, 'config.json')
@@ -225,6 +226,8 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
 
   # Read tensor by tensor into the tree.
   flat_shardings = None
+  if callable(shardings):             # shardings_for(config): known only now
+    shardings = shardings(cfg)
   if shardings is not None:
     flat_shardings = {tuple(str(k.key) for k in path): s for path, s in
                       jax.tree_util.tree_leaves_with_path(shardings)}

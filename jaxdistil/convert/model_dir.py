@@ -212,10 +212,4 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
 
 
 def _import(path_or_id, init_missing_head, shardings_for):
-  if shardings_for is None:
-    return hf_in.import_hf(path_or_id, init_missing_head)
-  # The config decides the shardings: read it first (cheap), then the tensors.
-  from jaxdistil.convert.hf_files import read_config, resolve
-  directory = resolve(path_or_id)
-  _, cfg = hf_in.bert_config(read_config(directory))
-  return hf_in.import_hf(directory, init_missing_head, shardings=shardings_for(cfg))
+  return hf_in.import_hf(path_or_id, init_missing_head, shardings=shardings_for)
