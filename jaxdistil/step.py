@@ -64,6 +64,11 @@ def _tree_add(a, b):
   return jax.tree.map(jnp.add, a, b)
 
 
+def packing_args(batch: dict) -> dict:
+  """`bert.apply`'s keyword arguments for packed rows (none for unpacked)."""
+  return {k: batch[k] for k in ('segment_ids', 'position_ids') if k in batch}
+
+
 def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
                     lr_schedule: optax.Schedule, frozen,
                     micro_sharding=None) -> Callable:
@@ -71,7 +76,8 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
 
   `batch` holds [B, L] int32 arrays: `input_ids` (already masked), `attention_mask`,
   `labels` (the true tokens), `mlm_mask` (positions to predict) and optionally
-  `token_type_ids` (teacher only). `frozen` is a tree of bools over the student's
+  `token_type_ids` (teacher only) and, for packed rows, `segment_ids` and
+  `position_ids` (teacher and student). `frozen` is a tree of bools over the student's
   params. `micro_sharding` pins the [M, B/M, L] split to the batch axes.
   """
   use_teacher = cfg.teacher is not None and cfg.loss.needs_teacher
@@ -85,7 +91,8 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
     teacher_out = None
     if use_teacher:
       out = bert.apply(cfg.teacher, teacher_params, micro['input_ids'],
-                       micro['attention_mask'], micro.get('token_type_ids'))
+                       micro['attention_mask'], micro.get('token_type_ids'),
+                       **packing_args(micro))
       # Only what the losses read; the rest of the teacher is dead code to XLA.
       teacher_out = jax.lax.stop_gradient(
           bert.BertOutput(out.logits, (out.hidden_states[-1],)))
@@ -96,7 +103,8 @@ def make_train_step(cfg: StepConfig, tx: optax.GradientTransformation,
     def loss_fn(p):
       student_out = bert.apply(cfg.student, freeze(p), micro['input_ids'],
                                micro['attention_mask'],
-                               dropout_rng=rng if dropout else None)
+                               dropout_rng=rng if dropout else None,
+                               **packing_args(micro))
       parts = losses.terms(student_out, teacher_out, micro, cfg.loss)
       sums = {k: s for k, (s, _) in parts.items()}
       return losses.total(sums, total_counts, cfg.loss), sums
@@ -161,7 +169,7 @@ def make_eval_step(cfg: StepConfig) -> Callable:
   """
   def eval_step(params, teacher_params, batch):
     student = bert.apply(cfg.student, params, batch['input_ids'],
-                         batch['attention_mask'])
+                         batch['attention_mask'], **packing_args(batch))
     w = losses.token_weights(batch, cfg.loss)
     mlm_sum, mlm_count = losses.masked_lm(student.logits, batch['labels'], w['mlm'])
     hit = lambda logits: jnp.sum(
@@ -170,7 +178,8 @@ def make_eval_step(cfg: StepConfig) -> Callable:
            'student_correct': hit(student.logits)}
     if teacher_params is not None and cfg.teacher is not None:
       teacher = bert.apply(cfg.teacher, teacher_params, batch['input_ids'],
-                           batch['attention_mask'], batch.get('token_type_ids'))
+                           batch['attention_mask'], batch.get('token_type_ids'),
+                           **packing_args(batch))
       kl_sum, kl_count = losses.soft_cross_entropy(
           student.logits, teacher.logits, batch['attention_mask'] > 0,
           cfg.loss.temperature)

@@ -75,3 +75,38 @@ def test_bfloat16_compute_is_close_to_float32():
   assert bf16.logits.dtype == jnp.float32
   assert bf16.hidden_states[-1].dtype == jnp.bfloat16
   np.testing.assert_allclose(bf16.logits, f32.logits, atol=0.05)
+
+
+def _dropout_sites(cfg):
+  """The module paths of the Dropout layers one training forward pass calls."""
+  import flax.linen as nn
+  params = bert.init(cfg, jax.random.key(0))
+  ids = jnp.ones((1, 6), jnp.int32)
+  sites = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, bert.Dropout) and context.method_name == '__call__':
+      sites.append('/'.join(context.module.path))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    bert.apply(cfg, params, ids, jnp.ones_like(ids), dropout_rng=jax.random.key(1))
+  return sites
+
+
+def test_distilbert_layout_has_distilberts_dropout_sites():
+  """DistilBERT's TransformerBlock drops out at the embeddings, the attention
+  probabilities and the FFN output only: no dropout between the attention
+  output projection (`out_lin`) and its LayerNorm, where BERT has one."""
+  base = dict(vocab_size=64, hidden_size=16, num_layers=2, num_heads=2,
+              intermediate_size=32, max_position_embeddings=8,
+              hidden_dropout=0.1, attention_dropout=0.1)
+  bert_sites = _dropout_sites(bert.BertConfig(**base))
+  distil_sites = _dropout_sites(bert.BertConfig(**base, type_vocab_size=0,
+                                                layout='distilbert'))
+  after_attention_output = [s for s in bert_sites if '/attention/output/' in s]
+  assert len(after_attention_output) == 2          # one per BERT layer
+  assert not [s for s in distil_sites if '/attention/output/' in s]
+  assert sorted(distil_sites) == sorted(set(bert_sites) -
+                                        set(after_attention_output))
+  assert len(distil_sites) == 1 + 2 * 2            # embeddings + 2 a layer

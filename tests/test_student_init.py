@@ -88,3 +88,33 @@ def test_frozen_mask_marks_only_position_embeddings():
             jax.tree_util.tree_leaves_with_path(mask) if v]
   assert frozen == ["['embeddings']['position_embeddings']['embedding']"]
   assert not any(jax.tree.leaves(student_init.frozen_mask(params, False)))
+
+
+def test_sinusoidal_positions_match_distilberts():
+  torch = pytest.importorskip('torch')
+  from transformers.models.distilbert import modeling_distilbert
+  out = torch.empty(40, 24)
+  modeling_distilbert._create_sinusoidal_embeddings(40, 24, out)
+  np.testing.assert_allclose(np.asarray(student_init.sinusoidal_positions(40, 24)),
+                             out.numpy(), atol=1e-6, rtol=0)
+
+
+def test_a_random_student_gets_fixed_sinusoidal_positions():
+  """The random_init ablation's student, as the reference's: sinusoidal
+  position embeddings, frozen (unchanged by training, no optimizer state)."""
+  from helpers import tiny_config
+  from jaxdistil import build
+  c = tiny_config(**{'student_init.source': 'random'})
+  run = build.build(c)
+  table = np.asarray(run.state.params['embeddings']['position_embeddings']
+                     ['embedding'])
+  np.testing.assert_allclose(table, np.asarray(student_init.sinusoidal_positions(
+      *table.shape)), atol=0)
+  assert run.frozen['embeddings']['position_embeddings']['embedding']
+  from helpers import batches
+  state = run.state
+  for b in batches(c, 2):
+    state, _ = run.train_step(state, run.teacher_params, b)
+  np.testing.assert_array_equal(
+      np.asarray(state.params['embeddings']['position_embeddings']['embedding']),
+      table)

@@ -85,7 +85,8 @@ def bert_config(config: dict, path: str = 'config.json') -> tuple[str, BertConfi
         attention_dropout=config.get('attention_dropout', 0.1),
         initializer_range=config.get('initializer_range', 0.02),
         hidden_act=config.get('activation', 'gelu'),
-        tie_word_embeddings=config.get('tie_word_embeddings', True))
+        tie_word_embeddings=config.get('tie_word_embeddings', True),
+        layout='distilbert')
     layout = 'distilbert'
   else:
     raise ConvertError(f'{path} describes a {arch} model (model_type={model_type!r}); '

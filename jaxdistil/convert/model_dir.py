@@ -168,6 +168,8 @@ def read_workdir(path: str, shardings_for: Callable | None = None,
   may be a URL (gs://) as well as a local folder."""
   meta = _read_json(fs.join(path, WORKDIR_FILE))
   cfg = config_from_dict(meta['student'], fs.join(path, WORKDIR_FILE))
+  if 'layout' not in meta['student']:      # written before BertConfig.layout
+    cfg = cfg.replace(layout=meta.get('layout', 'distilbert'))
   checkpoints = fs.join(path, 'checkpoints')
   step = latest_step(checkpoints) if step is None else step
   if step is None:

@@ -50,6 +50,11 @@ class BertConfig:
   # True: the MLM decoder is the word-embedding matrix (BERT's and DistilBERT's
   # default); False: it has its own `cls/predictions/decoder/kernel`.
   tie_word_embeddings: bool = True
+  # Whose dropout sites the encoder has: 'bert' (embeddings, attention
+  # probabilities, after the attention output projection, after the FFN) or
+  # 'distilbert' (DistilBERT's TransformerBlock: the same less the one after the
+  # attention output projection). Parameters are the same either way.
+  layout: str = 'bert'
   # Compute dtype; parameters are always stored in float32.
   dtype: str = 'float32'
 
@@ -62,6 +67,7 @@ class BertConfig:
 
 
 ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
+LAYOUTS = ('bert', 'distilbert')
 
 
 def activation(name: str):
@@ -160,10 +166,9 @@ class Embeddings(nn.Module):
     self.LayerNorm = _layer_norm(cfg, 'LayerNorm')
     self.dropout = Dropout(cfg.hidden_dropout)
 
-  def __call__(self, input_ids, token_type_ids, deterministic):
-    length = input_ids.shape[1]
+  def __call__(self, input_ids, token_type_ids, position_ids, deterministic):
     x = self._lookup(self.word_embeddings, input_ids, 'vocab')
-    x = x + self._lookup(self.position_embeddings, jnp.arange(length)[None])
+    x = x + self._lookup(self.position_embeddings, position_ids)
     if self.cfg.type_vocab_size:
       x = x + self._lookup(self.token_type_embeddings, token_type_ids)
     x = constrain(x, 'act_batch', 'act_length', 'act_embed')
@@ -210,6 +215,7 @@ class ResidualOutput(nn.Module):
   """
   cfg: BertConfig
   in_axes: tuple[str, ...]
+  dropout: bool = True
 
   @nn.compact
   def __call__(self, h, residual, deterministic):
@@ -217,7 +223,8 @@ class ResidualOutput(nn.Module):
     contract = tuple(range(-len(self.in_axes), 0))
     h = _dense(cfg, cfg.hidden_size, self.in_axes + ('embed',), ('embed',),
                name='dense', axis=contract)(h)
-    h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
+    if self.dropout:
+      h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
     return _layer_norm(cfg, 'LayerNorm')(
         (h + residual).astype(jnp.float32)).astype(cfg.dtype)
 
@@ -228,8 +235,10 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x, attention_bias, deterministic):
     ctx = SelfAttention(self.cfg, name='self')(x, attention_bias, deterministic)
-    return ResidualOutput(self.cfg, ('heads', 'kv'), name='output')(
-        ctx, x, deterministic)
+    # DistilBERT has no dropout between `out_lin` and `sa_layer_norm`.
+    return ResidualOutput(self.cfg, ('heads', 'kv'),
+                          dropout=self.cfg.layout == 'bert', name='output')(
+                              ctx, x, deterministic)
 
 
 class Intermediate(nn.Module):
@@ -316,22 +325,50 @@ class MaskedLM(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic):
+  def __call__(self, input_ids, attention_mask, token_type_ids, position_ids,
+               segment_ids, deterministic):
     embeddings = Embeddings(self.cfg, name='embeddings')
-    x = embeddings(input_ids, token_type_ids, deterministic)
-    # Padding keys get a large negative score; the bias broadcasts over heads and
-    # queries. Added in float32 to the float32 scores.
-    attention_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
-                               jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    x = embeddings(input_ids, token_type_ids, position_ids, deterministic)
+    attention_bias = attention_bias_of(attention_mask, segment_ids)
     hidden_states = Encoder(self.cfg, name='encoder')(x, attention_bias,
                                                       deterministic)
     logits = Cls(self.cfg, name='cls')(hidden_states[-1], embeddings)
     return BertOutput(logits, hidden_states)
 
 
+def attention_bias_of(attention_mask, segment_ids=None):
+  """The additive attention bias, float32, broadcastable to [B, heads, Lq, Lk].
+
+  Unpacked rows (`segment_ids` None): padding keys get a large negative score,
+  as [B, 1, 1, L]. Packed rows: a query may attend to a key only when both
+  belong to the same sequence (equal, nonzero segment ids), as [B, 1, L, L]:
+  block-diagonal attention, so each sequence sees nothing of its neighbours.
+  A padding query (segment 0) attends nowhere real; its output is never used.
+  """
+  neg = jnp.finfo(jnp.float32).min
+  if segment_ids is None:
+    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
+                     neg).astype(jnp.float32)
+  same = ((segment_ids[:, :, None] == segment_ids[:, None, :])
+          & (segment_ids[:, None, :] > 0))
+  return jnp.where(same[:, None], 0.0, neg).astype(jnp.float32)
+
+
+def position_ids_of(segment_ids):
+  """Positions that restart at 0 in each sequence of a packed row (padding,
+  segment 0, gets positions too; they are never used)."""
+  length = segment_ids.shape[1]
+  index = jnp.arange(length)[None]
+  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool),
+                            segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+  start_index = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
+  return (index - start_index).astype(jnp.int32)
+
+
 def _boxed_init(cfg: BertConfig, rng):
   ids = jnp.zeros((1, 1), jnp.int32)
   return MaskedLM(cfg).init(rng, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
+                            jnp.zeros_like(ids), None,
                             deterministic=True)['params']
 
 
@@ -347,18 +384,29 @@ def logical_axes(cfg: BertConfig) -> dict:
 
 
 def apply(cfg: BertConfig, params: dict, input_ids, attention_mask,
-          token_type_ids=None, dropout_rng=None) -> BertOutput:
+          token_type_ids=None, dropout_rng=None, *, segment_ids=None,
+          position_ids=None) -> BertOutput:
   """The model as a pure function: logits and the per-layer hidden states.
 
   Dropout is on only when `dropout_rng` is given (and the config's rates > 0).
   `token_type_ids` defaults to all zeros and is ignored by a DistilBERT layout.
+
+  Packed rows (several sequences in one row) pass `segment_ids` [B, L] (0 for
+  padding, then 1, 2, ... per sequence): attention is then block-diagonal, and
+  `position_ids` default to positions restarting at 0 in each sequence. Each
+  sequence's logits and hidden states equal those of the sequence run alone.
   """
   if token_type_ids is None:
     token_type_ids = jnp.zeros_like(input_ids)
+  if position_ids is None:
+    position_ids = (jnp.broadcast_to(jnp.arange(input_ids.shape[1]),
+                                     input_ids.shape)
+                    if segment_ids is None else position_ids_of(segment_ids))
   deterministic = dropout_rng is None
   rngs = None if deterministic else {'dropout': dropout_rng}
   return MaskedLM(cfg).apply({'params': params}, input_ids, attention_mask,
-                             token_type_ids, deterministic, rngs=rngs)
+                             token_type_ids, position_ids, segment_ids,
+                             deterministic, rngs=rngs)
 
 
 def param_count(params) -> int:

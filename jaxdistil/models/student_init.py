@@ -48,8 +48,31 @@ def check_layer_map(layer_map, teacher_layers: int, student_layers: int) -> None
 
 
 def student_config(teacher: BertConfig, num_layers: int, **overrides) -> BertConfig:
-  """The DistilBERT layout of a teacher: fewer layers, no token types."""
-  return teacher.replace(num_layers=num_layers, type_vocab_size=0, **overrides)
+  """The DistilBERT layout of a teacher: fewer layers, no token types, and
+  DistilBERT's dropout sites."""
+  return teacher.replace(num_layers=num_layers, type_vocab_size=0,
+                         layout='distilbert', **overrides)
+
+
+def sinusoidal_positions(num_positions: int, dim: int) -> jax.Array:
+  """DistilBERT's fixed position table (`sinusoidal_pos_embds`): row p holds
+  sin(p / 10000^(2i/dim)) at column 2i and cos(p / 10000^(2i/dim)) at 2i + 1."""
+  import numpy as np
+  pos = np.arange(num_positions, dtype=np.float64)[:, None]
+  rate = np.power(10000.0, 2 * (np.arange(dim) // 2) / dim)[None, :]
+  angle = pos / rate
+  table = np.empty((num_positions, dim), np.float64)
+  table[:, 0::2] = np.sin(angle[:, 0::2])
+  table[:, 1::2] = np.cos(angle[:, 1::2])
+  return jnp.asarray(table, jnp.float32)
+
+
+def with_sinusoidal_positions(params: dict, cfg: BertConfig) -> dict:
+  """`params` with the position embeddings replaced by the sinusoidal table."""
+  table = sinusoidal_positions(cfg.max_position_embeddings, cfg.hidden_size)
+  embeddings = dict(params['embeddings'],
+                    position_embeddings={'embedding': table})
+  return dict(params, embeddings=embeddings)
 
 
 def init_from_teacher(teacher_params: dict, teacher_cfg: BertConfig,
