@@ -41,6 +41,7 @@ def get_config(stage: str = 'student'):
     c.model.student.hidden_dropout = 0.1
     c.model.student.attention_dropout = 0.1
     c.student_init.source = 'random'
+    c.student_init.random_positions = 'learned'
     c.student_init.freeze_position_embeddings = False
     c.loss.update(alpha_ce=0.0, alpha_cos=0.0, alpha_mlm=1.0)
     c.optim.learning_rate = 2e-3

@@ -8,7 +8,9 @@ student on the shared corpus (bert-base-uncased vocabulary), sequences of 128.
 
 Without an imported teacher the teacher has random weights; first train one
 teacher-free (`--config.loss.alpha_ce=0 --config.loss.alpha_cos=0
---config.student_init.source=random` with the student sized as the teacher).
+--config.student_init.source=random --config.student_init.random_positions=learned
+--config.student_init.freeze_position_embeddings=False` with the student sized as
+the teacher).
 """
 
 from jaxdistil import config_lib
@@ -27,4 +29,5 @@ def get_config():
   c.checkpoint_every = 200
   c.eval_every = 200
   c.optim.learning_rate = 5e-4
+  c.masking.smoothing = 0.7       # the reference's distillation masking
   return c

@@ -24,6 +24,7 @@ def apply(config, variant: str):
     config.loss.alpha_mlm = 0.0
   elif variant == 'random_init':
     config.student_init.source = 'random'
-    # Random position embeddings must learn: only copied ones stay frozen.
-    config.student_init.freeze_position_embeddings = False
+    # As the reference's random student: fixed sinusoidal positions, frozen.
+    config.student_init.random_positions = 'sinusoidal'
+    config.student_init.freeze_position_embeddings = True
   return config

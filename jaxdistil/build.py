@@ -133,9 +133,13 @@ def build(config, devices=None, teacher_params=None) -> Run:
             config.student_init.fold_token_type),
         out_shardings=student_shardings)(teacher_params)
   else:
-    params = jax.jit(bert.init, static_argnums=0,
-                     out_shardings=student_shardings)(
-                         student_cfg, jax.random.fold_in(root, 1))
+    def random_student(key):
+      p = bert.init(student_cfg, key)
+      if config.student_init.random_positions == 'sinusoidal':
+        p = student_init.with_sinusoidal_positions(p, student_cfg)
+      return p
+    params = jax.jit(random_student, out_shardings=student_shardings)(
+        jax.random.fold_in(root, 1))
   if not loss_cfg.needs_teacher:
     teacher_params, teacher_shardings = None, None
 

@@ -30,6 +30,9 @@ def default_config() -> ml_collections.ConfigDict:
   # a jaxdistil checkpoint directory.
   c.teacher = 'random'
   c.total_steps = 1000             # optimizer steps
+  # > 0: total_steps is set to cover this many passes over the prepared data
+  # (its packed rows), replacing the value above; train prints what it chose.
+  c.num_epochs = 0.0
   c.batch_size = 256               # global, in sequences, per optimizer step
   c.micro_batches = 1              # gradient accumulation: batch_size / this per pass
   c.max_len = 128                  # tokens per sequence, [CLS]/[SEP] included
@@ -38,7 +41,17 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000        # steps
   c.eval_every = 500               # steps (0: never)
   c.eval_batches = 4               # held-out batches per evaluation
-  c.data = ''                      # prepared shards or raw text (the data issue)
+  c.data = ''                      # a directory made by prepare, or 'synthetic'
+  # Rows of max_len hold several prepared sequences each (block-diagonal
+  # attention, positions restarting per sequence): no padding wasted. False: one
+  # sequence a row, padded to max_len.
+  c.packing = True
+  # Dynamic masking, as the reference: mask_prob of the real non-special tokens
+  # are chosen (with probability ~ count^-smoothing: 0 uniform, as BERT; the
+  # reference's distillation uses 0.7), and of those mask_token become [MASK],
+  # random_token a random id, keep stay as they are.
+  c.masking = ml_collections.ConfigDict(dict(
+      mask_prob=0.15, smoothing=0.0, mask_token=0.8, random_token=0.1, keep=0.1))
   c.dtype = 'float32'              # compute dtype: float32 or bfloat16
   # A non-finite loss or gradient: 'stop' (one line naming the last good
   # checkpoint) or 'skip' (leave the weights unchanged, count it, go on; stops
@@ -68,6 +81,10 @@ def default_config() -> ml_collections.ConfigDict:
       source='teacher',            # 'teacher' (copy layers) or 'random'
       layer_map=(),                # () = evenly spaced; (0, 2, 4, 7, 9, 11) for 12->6
       freeze_position_embeddings=True,   # the released DistilBERT did
+      # A random student's positions: 'sinusoidal' (fixed, as the reference's
+      # sinusoidal_pos_embds; frozen) or 'learned' (N(0, 0.02); then set
+      # freeze_position_embeddings=False).
+      random_positions='sinusoidal',
       fold_token_type=False))      # add teacher type-0 embedding into positions
 
   c.loss = ml_collections.ConfigDict(dict(
@@ -204,6 +221,35 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
   if c.max_len > min(t.max_position_embeddings, s.max_position_embeddings):
     fail(f'max_len={c.max_len} exceeds max_position_embeddings='
          f'{t.max_position_embeddings}: lower max_len')
+  m = c.masking
+  if not 0.0 < m.mask_prob <= 1.0:
+    fail(f'masking.mask_prob={m.mask_prob} must be in (0, 1] (the reference uses '
+         f'0.15)')
+  if not 0.0 <= m.smoothing <= 1.0:
+    fail(f'masking.smoothing={m.smoothing} must be in [0, 1] (0: uniform; the '
+         f'reference uses 0.7)')
+  for name in ('mask_token', 'random_token', 'keep'):
+    if not 0.0 <= m[name] <= 1.0:
+      fail(f'masking.{name}={m[name]} must be in [0, 1]')
+  if abs(m.mask_token + m.random_token + m.keep - 1.0) > 1e-6:
+    fail(f'masking.mask_token + random_token + keep = {m.mask_token} + '
+         f'{m.random_token} + {m.keep} = '
+         f'{m.mask_token + m.random_token + m.keep:g}, not 1 (the reference '
+         f'uses 0.8 / 0.1 / 0.1)')
+  if c.num_epochs < 0:
+    fail(f'num_epochs={c.num_epochs} must be >= 0 (0: use total_steps)')
+  if c.num_epochs and c.data == 'synthetic':
+    fail('num_epochs needs prepared data, but data="synthetic" has no epochs: '
+         'set total_steps instead')
+  positions = c.student_init.random_positions
+  if positions not in ('sinusoidal', 'learned'):
+    fail(f'student_init.random_positions={positions!r}: use "sinusoidal" or '
+         f'"learned"')
+  if (source == 'random' and positions == 'learned'
+      and c.student_init.freeze_position_embeddings):
+    fail('student_init.random_positions="learned" with freeze_position_embeddings'
+         '=True would keep random positions fixed: set freeze_position_embeddings'
+         '=False, or random_positions="sinusoidal"')
   if c.micro_batches < 1:
     fail(f'micro_batches={c.micro_batches} must be >= 1')
   if c.total_steps < 1:

@@ -31,7 +31,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, checkpoint, flops, fs, sharding, synthetic
+from jaxdistil import build, checkpoint, flops, fs, sharding
+from jaxdistil.inputs import SyntheticData, make_data, schedule_epochs
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.step import make_eval_step, summarize_eval
 
@@ -50,47 +51,6 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 
 class TrainError(RuntimeError):
   """A run that cannot go on; one line names the problem."""
-
-
-class SyntheticData:
-  """Random masked batches keyed on (seed, step): resumable by the step alone."""
-
-  def __init__(self, config, position=None):
-    self.config = config
-    self.position = dict(position or {'step': 0})
-
-  def __next__(self):
-    c = self.config
-    rng = np.random.default_rng([c.seed, self.position['step']])
-    self.position['step'] += 1
-    # The global batch, whatever the process count; each process keeps its rows.
-    batch = synthetic.random_batch(rng, c.batch_size, c.max_len,
-                                   c.model.teacher.vocab_size)
-    local = c.batch_size // jax.process_count()
-    rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
-    return {k: v[rows] for k, v in batch.items()}
-
-
-def make_data(config, position, split='train'):
-  if config.data == 'synthetic':
-    if split == 'eval':        # fixed held-out batches, never drawn in training
-      return SyntheticData(config, {'step': 2**40})
-    return SyntheticData(config, position)
-  if not config.data:
-    raise ConfigError('data is empty: set --config.data to a directory made by '
-                      'python -m jaxdistil.prepare (or "synthetic")')
-  from jaxdistil.data import pipeline
-  cfg = pipeline.InputConfig(
-      config.data, batch_size=config.batch_size // jax.process_count(),
-      seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), split=split)
-  data = pipeline.Pipeline(cfg, position,
-                           expected_vocab_size=config.model.teacher.vocab_size)
-  if data.max_len != config.max_len:
-    raise ConfigError(f'{config.data!r} holds sequences of {data.max_len} tokens '
-                      f'but max_len={config.max_len}: set --config.max_len='
-                      f'{data.max_len} or prepare again')
-  return data
 
 
 def evaluate(run, eval_step, config, params) -> dict:
@@ -255,17 +215,23 @@ def peak_flops(config) -> float:
 
 
 def train(config, workdir: str) -> dict:
+  # ---- data first: with num_epochs it sets the schedule's length ------------
+  data = make_data(config, None)
+  schedule_epochs(config, data)
+
   # ---- models, mesh, sharded state and the jitted step ----------------------
   run = build.build(config)
+  if hasattr(data, 'check_vocab_size'):     # the teacher may set the vocabulary
+    data.check_vocab_size(config.model.teacher.vocab_size)
   fs.makedirs(workdir)
   mgr = checkpoint.manager(workdir)
 
   # ---- restore (this workdir's latest checkpoint) or start fresh ------------
-  state, position, start = run.state, None, 0
+  state, start = run.state, 0
   restored = checkpoint.restore(mgr, run.state, run.state_shardings)
   if restored is not None:
     state, position, start = restored
-  data = make_data(config, position)
+    data.position = dict(position)
   describe_workdir(run, config, workdir)
 
   # ---- preemption: SIGTERM saves where we are and exits cleanly -------------
@@ -275,7 +241,7 @@ def train(config, workdir: str) -> dict:
   # ---- the loop --------------------------------------------------------------
   writer = Writer(workdir)
   eval_step = jax.jit(make_eval_step(run.step_config))
-  tokens_per_step = config.batch_size * config.max_len
+  tokens_per_step = config.batch_size * config.max_len    # padding included
   flops_per_step = tokens_per_step * flops.distill_step(
       run.step_config.teacher if run.teacher_params is not None else None,
       run.step_config.student, config.max_len)
@@ -311,6 +277,7 @@ def train(config, workdir: str) -> dict:
       elapsed = time.perf_counter() - t0
       t0 = time.perf_counter()
       metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed,
+                     real_tokens_per_s=metrics['tokens'] / elapsed,
                      mfu=flops_per_step / elapsed / peak)
       if config.nonfinite == 'skip':
         metrics['skipped_steps'] = skipped

@@ -34,6 +34,17 @@ BAD = [
       'loss.alpha_cos': 0.0}, r'not divisible by num_heads=5'),
     ({'dtype': 'float16'}, r"dtype='float16'"),
     ({'student_init.source': 'copy'}, r'student_init\.source=\'copy\''),
+    ({'masking.mask_prob': 0.0}, r'masking\.mask_prob=0\.0 must be in \(0, 1\]'),
+    ({'masking.mask_prob': 1.5}, r'masking\.mask_prob=1\.5'),
+    ({'masking.smoothing': -0.7}, r'masking\.smoothing=-0\.7 must be in \[0, 1\]'),
+    ({'masking.keep': -0.1}, r'masking\.keep=-0\.1 must be in \[0, 1\]'),
+    ({'masking.mask_token': 0.9}, r'0\.9 \+ 0\.1 \+ 0\.1 = 1\.1, not 1'),
+    ({'num_epochs': -1.0}, r'num_epochs=-1\.0 must be >= 0'),
+    ({'num_epochs': 3.0, 'data': 'synthetic'}, r'num_epochs needs prepared data'),
+    ({'student_init.source': 'random', 'student_init.random_positions': 'rope'},
+     r'random_positions=\'rope\''),
+    ({'student_init.source': 'random', 'student_init.random_positions': 'learned'},
+     r'would keep random positions fixed'),
 ]
 
 
@@ -91,13 +102,25 @@ def test_ablation_variants_change_exactly_one_thing():
     changed[variant] = sorted(k for k in a if a[k] != b[k])
   assert changed == {'no_ce': ['loss.alpha_ce'], 'no_cos': ['loss.alpha_cos'],
                      'no_mlm': ['loss.alpha_mlm'],
-                     # random position embeddings are trained, not frozen
-                     'random_init': ['student_init.freeze_position_embeddings',
-                                     'student_init.source']}
+                     # fixed sinusoidal positions, as the reference's: the
+                     # defaults for a random student
+                     'random_init': ['student_init.source']}
+  random_init = ablation.get_config('random_init').student_init
+  assert random_init.random_positions == 'sinusoidal'
+  assert random_init.freeze_position_embeddings
   small = ablation.get_config('no_ce,small')
   assert small.model.teacher.hidden_size == 256 and small.loss.alpha_ce == 0
   with pytest.raises(ValueError, match="unknown ablation 'no_kd'"):
     ablation.get_config('no_kd')
+
+
+def test_base_config_is_the_papers_recipe():
+  from configs import distilbert_base
+  c = distilbert_base.get_config()
+  assert c.masking.to_dict() == {'mask_prob': 0.15, 'smoothing': 0.7,
+                                 'mask_token': 0.8, 'random_token': 0.1,
+                                 'keep': 0.1}
+  assert c.num_epochs == 3 and c.packing
 
 
 def test_every_config_has_the_keys_scripts_rely_on():
