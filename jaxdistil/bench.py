@@ -55,12 +55,28 @@ def define_flags() -> None:
                                'measure the tokens/s the input pipeline delivers.')
   _INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
                                       'How long to draw batches from --input.')
+  global _DATA
+  _DATA = flags.DEFINE_string(
+      'data', None, 'A prepared data directory: time the step on its real '
+      'batches (packed or not, as --config.packing says) instead of random '
+      'full-length rows, and report real (non-padding) tokens/s.')
 
 
-def input_rate(directory: str, batch_size: int, seconds: float) -> dict:
-  """Tokens/s (padded and real) the input pipeline yields, after a warm-up."""
-  from jaxdistil.data import pipeline
-  p = pipeline.Pipeline(pipeline.InputConfig(directory, batch_size=batch_size))
+def real_batches(config, directory: str):
+  """The training pipeline over `directory`, as `train` builds it from the
+  config (packing, masking, max_len), for one process."""
+  from jaxdistil import inputs
+  c = config.copy_and_resolve_references()
+  c.data = directory
+  data = inputs.make_data(c, None)
+  data.check_vocab_size(c.model.teacher.vocab_size)
+  return data
+
+
+def input_rate(config, directory: str, seconds: float) -> dict:
+  """Tokens/s (padded and real) the input pipeline yields, after a warm-up,
+  and the share of padding in its batches."""
+  p = real_batches(config, directory)
   next(p)
   batches = real = 0
   start = time.perf_counter()
@@ -69,10 +85,12 @@ def input_rate(directory: str, batch_size: int, seconds: float) -> dict:
     batches += 1
     real += int(b['attention_mask'].sum())
   elapsed = time.perf_counter() - start
-  length = b['input_ids'].shape[1]
-  return {'input_tokens_per_s': batches * batch_size * length / elapsed,
+  rows, length = b['input_ids'].shape
+  total = batches * rows * length
+  return {'input_tokens_per_s': total / elapsed,
           'input_real_tokens_per_s': real / elapsed,
-          'input_max_len': length}
+          'input_padding_fraction': 1.0 - real / total,
+          'input_max_len': length, 'input_packing': bool(config.packing)}
 
 
 matmul_rate = flops.matmul_rate
@@ -128,15 +146,24 @@ def time_parts(run: build.Run, state, batch, repeats: int) -> dict:
   return result
 
 
-def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048) -> dict:
+def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
+              data: str | None = None) -> dict:
+  """Time the step on one random full-length batch, or with `data` on real
+  batches of a prepared directory (a new batch each step, drawn beforehand)."""
   config.teacher = 'random'          # random weights: speed does not depend on them
   run = build.build(config)
   cfg = run.step_config
   b, length = config.batch_size, config.max_len
-  rng = np.random.default_rng(config.seed)
-  batch = synthetic.random_batch(rng, b, length, cfg.student.vocab_size,
-                                 full_length=True)
-  batch = jax.device_put(batch, run.batch_sharding)
+  if data:
+    source = real_batches(config, data)
+    batches = [jax.device_put(next(source), run.batch_sharding)
+               for _ in range(steps + 1)]
+  else:
+    rng = np.random.default_rng(config.seed)
+    batches = [jax.device_put(synthetic.random_batch(
+        rng, b, length, cfg.student.vocab_size, full_length=True),
+        run.batch_sharding)]
+  batch = batches[0]
 
   # The machine's matmul rate drifts; take the best of a measurement before and
   # one after the timed steps, so MFU is judged against the best it reached.
@@ -149,13 +176,15 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048) -> 
   state = run.state
   state, metrics = compiled(state, run.teacher_params, batch)   # warm-up
   jax.block_until_ready(state)
-  times = []
+  times, real = [], 0
   usage0 = resource.getrusage(resource.RUSAGE_SELF)
-  for _ in range(steps):
+  for i in range(steps):
+    timed = batches[(i + 1) % len(batches)]
     t = time.perf_counter()
-    state, metrics = compiled(state, run.teacher_params, batch)
+    state, metrics = compiled(state, run.teacher_params, timed)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t)
+    real += int(metrics['tokens'])
   step_s = float(np.median(times))
   usage1 = resource.getrusage(resource.RUSAGE_SELF)
 
@@ -173,6 +202,11 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048) -> 
       'batch_size': b, 'max_len': length, 'micro_batches': config.micro_batches,
       'teacher_layers': cfg.teacher.num_layers, 'student_layers': cfg.student.num_layers,
       'tokens_per_s': tokens_per_s,
+      # Non-padding tokens over the timed steps' total time: the work done.
+      'real_tokens_per_s': real / sum(times),
+      'padding_fraction': 1.0 - real / (steps * b * length),
+      'data': data or 'random full-length rows',
+      'packing': bool(config.packing) if data else None,
       'step_s': step_s,
       'step_s_min': float(min(times)),
       'compile_s': compile_s,
@@ -237,7 +271,10 @@ def _report(r: dict) -> str:
       f"student {r['student_layers']}",
       f"compile      {r['compile_s']:.1f} s",
       f"step         {r['step_s']:.3f} s (median), {r['step_s_min']:.3f} s (best)",
-      f"throughput   {r['tokens_per_s']:.1f} tokens/s",
+      f"throughput   {r['tokens_per_s']:.1f} tokens/s, {r['real_tokens_per_s']:.1f} "
+      f"real (padding {r['padding_fraction']:.1%}; {r['data']}"
+      + (f", packing {'on' if r['packing'] else 'off'})" if r['packing'] is not None
+         else ')'),
       f"model FLOPs  {r['flops_per_token'] / 1e6:.1f} MFLOP/token "
       f"(teacher fwd + 3 x student fwd)",
       f"matmul rate  {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s measured",
@@ -251,7 +288,8 @@ def _report(r: dict) -> str:
   ]
   if 'input_tokens_per_s' in r:
     lines.append(f"input        {r['input_tokens_per_s']:.0f} tokens/s from the "
-                 f"prepared shards ({r['input_real_tokens_per_s']:.0f} real), "
+                 f"prepared shards ({r['input_real_tokens_per_s']:.0f} real, "
+                 f"padding {r['input_padding_fraction']:.1%}), "
                  f"{r['input_over_step']:.0f}x what the step consumes")
   for k, v in r.get('parts', {}).items():
     lines.append(f"part         {k:36s} {v:.3f} s")
@@ -277,13 +315,18 @@ def main(argv):
       print(json.dumps(result), flush=True)
     return
   try:
-    result = benchmark(config, _STEPS.value, _PARTS.value, _MATMUL.value)
+    result = benchmark(config, _STEPS.value, _PARTS.value, _MATMUL.value,
+                       data=_DATA.value)
+    if _INPUT.value:
+      result.update(input_rate(config, _INPUT.value, _INPUT_SECONDS.value))
+      result['input_over_step'] = (result['input_tokens_per_s']
+                                   / result['tokens_per_s'])
   except ConfigError as e:
     print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
     sys.exit(2)
-  if _INPUT.value:
-    result.update(input_rate(_INPUT.value, config.batch_size, _INPUT_SECONDS.value))
-    result['input_over_step'] = result['input_tokens_per_s'] / result['tokens_per_s']
+  except ValueError as e:           # unusable prepared data (InputError)
+    print(f'jaxdistil.bench: {e}', file=sys.stderr)
+    sys.exit(2)
   print(_report(result), flush=True)
   if _JSON.value:
     print(json.dumps(result), flush=True)

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxdistil import flops
@@ -81,25 +82,42 @@ def test_bench_bad_config_is_one_line():
 @pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, '..', 'shared', 'data',
                                                     'vocab')),
                     reason='../shared/data is not present')
-def test_bench_measures_the_input_pipeline(tmp_path):
+def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
+  """--data times the step on prepared batches and --input the pipeline; both
+  count real (non-padding) tokens, and packing removes most of the padding."""
   from jaxdistil.data import prepare as prepare_lib
   src = tmp_path / 'corpus.txt'
-  src.write_text('\n\n'.join('the quick brown fox jumps over the lazy dog ' * 4
-                             for _ in range(200)))
+  rng = np.random.default_rng(0)
+  words = 'the quick brown fox jumps over a lazy dog while birds sing'.split()
+  src.write_text('\n\n'.join(' '.join(rng.choice(words, rng.integers(12, 60)))
+                              for _ in range(200)))
   prepare_lib.prepare(str(src), os.path.join(ROOT, '..', 'shared', 'data', 'vocab'),
-                      32, str(tmp_path / 'prep'), fmt='text', shard_size=50,
+                      64, str(tmp_path / 'prep'), fmt='text', shard_size=50,
                       progress_bar=False)
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
-  out = subprocess.run(
-      [sys.executable, '-m', 'jaxdistil.bench', '--config=configs/tiny.py',
-       '--steps=2', '--json', f'--input={tmp_path / "prep"}', '--input_seconds=2'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-2000:]
-  result = json.loads(out.stdout.strip().splitlines()[-1])
-  assert result['input_tokens_per_s'] > 0
-  assert 0 < result['input_real_tokens_per_s'] <= result['input_tokens_per_s']
-  assert result['input_over_step'] == pytest.approx(
-      result['input_tokens_per_s'] / result['tokens_per_s'])
+  results = {}
+  for packing in (True, False):
+    out = subprocess.run(
+        [sys.executable, '-m', 'jaxdistil.bench', '--config=configs/tiny.py',
+         '--config.max_len=64', '--config.model.teacher.vocab_size=30522',
+         '--config.model.teacher.max_position_embeddings=64',
+         f'--config.packing={packing}', '--steps=3', '--json',
+         f'--data={tmp_path / "prep"}', f'--input={tmp_path / "prep"}',
+         '--input_seconds=1'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results[packing] = r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r['packing'] is packing and r['input_packing'] is packing
+    assert 0 < r['real_tokens_per_s'] <= r['tokens_per_s'] * 1.5
+    assert 0 <= r['padding_fraction'] < 1
+    assert 0 < r['input_real_tokens_per_s'] <= r['input_tokens_per_s']
+    assert r['input_padding_fraction'] == pytest.approx(
+        1 - r['input_real_tokens_per_s'] / r['input_tokens_per_s'])
+    assert r['input_over_step'] == pytest.approx(
+        r['input_tokens_per_s'] / r['tokens_per_s'])
+  assert results[True]['padding_fraction'] < 0.1
+  assert results[False]['padding_fraction'] > 0.3
+  assert results[True]['input_padding_fraction'] < 0.1
 
 
 def test_memory_report_shows_fsdp_sharding_the_state():
