@@ -1,6 +1,9 @@
-"""Fine-tuning: the heads and loss against NumPy, a tiny model that learns real
-SST-2, an STS-B-layout regression end to end, and the command line."""
+"""Fine-tuning: the heads and loss against NumPy, length buckets (batch plans,
+padding on real CoLA, bucketed predictions equal to full-length ones), a tiny
+model that learns real SST-2, an STS-B-layout regression end to end, and the
+command line."""
 
+import functools
 import json
 import os
 
@@ -9,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdistil import sharding
 from jaxdistil.glue import __main__ as cli
 from jaxdistil.glue import data, finetune, tasks
 from jaxdistil.glue.tasks import GlueError
@@ -100,6 +104,215 @@ def test_train_indexes_cover_each_epoch_once_with_a_short_last_batch():
   assert finetune.total_steps(10, finetune.FinetuneConfig(max_steps=5)) == 5
 
 
+# ----------------------------------------------------------------------------
+# Length buckets
+
+def mixed_lengths(n, max_len, seed=0):
+  """Lengths as GLUE has them: mostly short, a few long, the extremes present."""
+  rng = np.random.default_rng(seed)
+  lengths = np.minimum(2 + rng.geometric(1 / 12, n), max_len)
+  lengths[:2] = (2, max_len)
+  return lengths
+
+
+def encoded_like(lengths, max_len, vocab_size, seed=0):
+  """`data.encode`-shaped arrays (pairs: types 1 after a split) of these lengths."""
+  rng = np.random.default_rng(seed)
+  n = len(lengths)
+  col = np.arange(max_len)[None]
+  mask = (col < lengths[:, None]).astype(np.int32)
+  ids = np.where(mask, rng.integers(200, vocab_size, (n, max_len)), 0)
+  ids[:, 0] = 101
+  split = np.maximum(lengths // 2, 1)[:, None]
+  return {'input_ids': ids.astype(np.int32), 'attention_mask': mask,
+          'token_type_ids': ((col >= split) & (mask > 0)).astype(np.int32),
+          'labels': rng.integers(0, 2, n).astype(np.int32)}
+
+
+def test_bucket_lengths_are_few_ascending_and_end_at_max_len():
+  assert finetune.bucket_lengths(128) == (8, 12, 16, 24, 32, 48, 64, 96, 128)
+  assert finetune.bucket_lengths(100) == (8, 12, 16, 24, 32, 48, 64, 96, 100)
+  assert finetune.bucket_lengths(6) == (6,)
+  assert len(finetune.bucket_lengths(512)) == 13     # ~2 log2(max_len / 8)
+  assert finetune.bucket_lengths(128, False) == (128,)
+  assert finetune.bucket_lengths(128, (64, 32, 32)) == (32, 64, 128)
+  with pytest.raises(GlueError, match=r'length 256 is not in 1..max_len=128; '
+                     r'drop it or raise max_len'):
+    finetune.bucket_lengths(128, (64, 256))
+  with pytest.raises(GlueError, match='give True, False or a list of lengths'):
+    finetune.bucket_lengths(128, ('a',))
+  np.testing.assert_array_equal(
+      finetune.bucket_of([1, 8, 9, 12, 13, 127, 128], (8, 12, 16, 128)),
+      [8, 8, 12, 12, 16, 128, 128])
+
+
+def plan_of(lengths, batch_size, steps, seed, buckets):
+  return list(finetune.train_plan(lengths, batch_size, steps, seed, buckets))
+
+
+def test_an_epoch_covers_every_example_once_each_in_its_smallest_bucket():
+  lengths = mixed_lengths(1000, 128)
+  cfg = finetune.FinetuneConfig(batch_size=32, epochs=2)
+  buckets = finetune.bucket_lengths(128)
+  per_epoch = finetune.steps_per_epoch(lengths, 32, buckets)
+  # One short batch per bucket at most: a few more steps than ceil(n / 32).
+  assert 32 <= per_epoch < 32 + len(buckets)
+  assert finetune.total_steps(lengths, cfg) == 2 * per_epoch
+  plan = plan_of(lengths, 32, 2 * per_epoch, 0, buckets)
+  assert len(plan) == 2 * per_epoch
+  for epoch in (plan[:per_epoch], plan[per_epoch:]):
+    rows = np.concatenate([b.index for b in epoch])
+    assert sorted(rows) == list(range(1000))
+    for b in epoch:
+      assert 1 <= len(b.index) <= 32
+      np.testing.assert_array_equal(finetune.bucket_of(lengths[b.index], buckets),
+                                    b.length)
+    # one short batch per bucket in use, and the batches of buckets interleave
+    assert sum(len(b.index) < 32 for b in epoch) <= len(buckets)
+    assert [b.length for b in epoch] != sorted(b.length for b in epoch)
+  same = plan_of(lengths, 32, 2 * per_epoch, 0, buckets)
+  other = plan_of(lengths, 32, 2 * per_epoch, 1, buckets)
+  flat = lambda p: (np.concatenate([b.index for b in p]), [b.length for b in p])
+  assert all(np.array_equal(a, b) for a, b in zip(flat(plan), flat(same)))
+  assert not np.array_equal(flat(plan)[0], flat(other)[0])
+  assert not np.array_equal(flat(plan[:per_epoch])[0], flat(plan[per_epoch:])[0])
+  # A partial last epoch runs its first batches; max_steps is what is run.
+  assert len(plan_of(lengths, 32, per_epoch + 3, 0, buckets)) == per_epoch + 3
+  # One bucket (length_buckets=False) is the fixed-length order of before.
+  off = plan_of(lengths, 32, 70, 0, (128,))
+  assert {b.length for b in off} == {128}
+  assert all(np.array_equal(b.index, i) for b, i in
+             zip(off, finetune.train_indexes(1000, 32, 70, seed=0)))
+  cfg_off = finetune.FinetuneConfig(batch_size=32, epochs=2, length_buckets=False)
+  assert finetune.total_steps(lengths, cfg_off) == 2 * 32
+
+
+def test_eval_plan_sorts_by_length_and_keeps_the_short_batch_shortest():
+  lengths = mixed_lengths(203, 64, seed=3)
+  buckets = finetune.bucket_lengths(64)
+  plan = finetune.eval_plan(lengths, 16, buckets)
+  assert sorted(np.concatenate([b.index for b in plan])) == list(range(203))
+  assert [len(b.index) for b in plan] == [203 % 16] + [16] * (203 // 16)
+  longest = [int(lengths[b.index].max()) for b in plan]
+  assert longest == sorted(longest)
+  assert all(b.length == finetune.bucket_of(m, buckets) for b, m in zip(plan, longest))
+  off = finetune.eval_plan(lengths, 16, (64,))
+  assert [list(b.index) for b in off] == [list(range(s, min(s + 16, 203)))
+                                         for s in range(0, 203, 16)]
+
+
+@needs_data
+def test_length_buckets_cut_cola_padding_from_about_nine_tenths(tok):
+  task = tasks.get('CoLA')
+  lengths = data.lengths(data.encode(data.read_tsv(task, GLUE, 'train'), tok, 128))
+  assert len(lengths) == 8551
+  fraction = {}
+  for on in (False, True):
+    cfg = finetune.FinetuneConfig(length_buckets=on)      # batch 32, 3 epochs
+    buckets = finetune.bucket_lengths(cfg.max_len, on)
+    plan = plan_of(lengths, 32, finetune.total_steps(lengths, cfg), 0, buckets)
+    fraction[on] = finetune.padding_fraction(lengths, plan, 32)
+    assert len({b.length for b in plan}) <= len(buckets)  # one compile each
+  assert fraction[False] > 0.88
+  assert fraction[True] < 0.2, fraction
+  # Dev, sorted into batches of 128: the one short batch is the costly part.
+  dev = {'dev': data.encode(data.read_tsv(task, GLUE, 'dev'), tok, 128)}
+  assert finetune.eval_padding_fraction(dev, 128, (128,)) > 0.88
+  assert finetune.eval_padding_fraction(dev, 128, finetune.bucket_lengths(128)) < 0.4
+
+
+class Bar:
+  def update(self, n):
+    pass
+
+  def set_postfix(self, **kw):
+    pass
+
+
+@pytest.mark.parametrize('on', [True, False])
+def test_train_runs_the_plan_with_one_batch_shape_per_bucket(on):
+  """A recording stand-in for the jitted step: what `train` feeds it."""
+  lengths = mixed_lengths(150, 64, seed=1)
+  arrays = encoded_like(lengths, 64, 1000)
+  cfg = finetune.FinetuneConfig(batch_size=16, max_len=64, epochs=1,
+                                length_buckets=on)
+  mesh = finetune._mesh(cfg)
+  fed = []
+
+  def step(params, opt_state, rest, batch, key, step):
+    fed.append({k: np.asarray(v) for k, v in batch.items()})
+    return params, opt_state, jnp.zeros(())
+
+  compiled = finetune.Compiled(step, None, None, None, None)
+  steps = finetune.total_steps(lengths, cfg)
+  finetune.train(compiled, {}, {}, {}, arrays, cfg, steps, None, 0, mesh, Bar())
+  buckets = finetune.bucket_lengths(64, on)
+  plan = plan_of(lengths, 16, steps, 0, buckets)
+  assert len(fed) == len(plan) == steps
+  shapes = {b['input_ids'].shape for b in fed}
+  assert shapes <= {(16, L) for L in buckets} and len(shapes) <= len(buckets)
+  assert (len(shapes) > 2) == on
+  assert sum(b['weights'].sum() for b in fed) == 150     # each example once
+  for b, p in zip(fed, plan):
+    real = len(p.index)
+    np.testing.assert_array_equal(b['input_ids'][:real],
+                                  arrays['input_ids'][p.index, :p.length])
+    np.testing.assert_array_equal(b['labels'][:real], arrays['labels'][p.index])
+    assert b['weights'][:real].all() and not b['weights'][real:].any()
+
+
+def random_params(shapes, seed=0):
+  """NumPy params of these shapes at unit gain (kernels N(0, 1/fan_in),
+  LayerNorm scales 1): logits O(1) that depend on every real token, and no
+  time spent compiling `bert.init`."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    if jax.tree_util.keystr(path).endswith("['scale']"):
+      return np.ones(s.shape, np.float32)
+    std = 0.1 if len(s.shape) == 1 else 1 / np.sqrt(np.prod(s.shape[:-1]))
+    return (std * rng.standard_normal(s.shape)).astype(np.float32)
+  return jax.tree_util.tree_map_with_path(leaf, shapes)
+
+
+def test_bucketed_predictions_equal_full_length_ones_in_order():
+  cfg = bert.BertConfig(vocab_size=2000, hidden_size=32, num_layers=1,
+                        num_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+  params = random_params(jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0))))
+  encoder, rest, _ = finetune.split_encoder_params(cfg, params)
+  head = random_params(jax.eval_shape(
+      lambda: finetune.init_head(cfg, 3, jax.random.key(0))), seed=1)
+  model = {'encoder': encoder, 'head': head}
+  lengths = mixed_lengths(75, 32, seed=2)
+  arrays = encoded_like(lengths, 32, 2000)
+  mesh = finetune._mesh(finetune.FinetuneConfig())
+  predict = jax.jit(functools.partial(finetune.predict_step, cfg))
+  buckets = finetune.bucket_lengths(32)
+  with sharding.constraints(mesh):
+    full = finetune.predict_logits(predict, model, rest, arrays, 16, mesh)
+    compiles = predict._cache_size()
+    bucketed = finetune.predict_logits(predict, model, rest, arrays, 16, mesh,
+                                       buckets)
+  assert compiles == 1
+  used = {b.length for b in finetune.eval_plan(lengths, 16, buckets)}
+  # one compile per bucket used (32, the full length, among them)
+  assert len(used) > 2 and 32 in used and predict._cache_size() == len(used)
+  assert full.shape == bucketed.shape == (75, 3)
+  assert np.abs(bucketed - full).max() < 1e-5
+  with sharding.constraints(mesh):
+    # the order is the rows' own: row 1 alone (in copies) gives its logits
+    one = sharding.global_batch(finetune._batch(arrays, np.array([1]), 16), mesh)
+    alone = np.asarray(predict(model, rest, one))[0]
+    # 1e-5 is a real test: unmasked padding, or another row, moves logits more
+    leaky = finetune.predict_logits(
+        predict, model, rest, {**arrays, 'attention_mask': np.ones_like(
+            arrays['attention_mask'])}, 16, mesh)
+  np.testing.assert_allclose(bucketed[1], alone, atol=1e-5)
+  assert np.abs(leaky - full).max() > 0.01
+  assert np.abs(full[1:] - full[:-1]).max() > 0.01
+
+
 @needs_data
 def test_tiny_model_learns_sst2_beyond_the_majority_class(tok):
   cfg, params = tiny_bert(len(tok), type_vocab_size=0)   # DistilBERT layout
@@ -179,6 +392,10 @@ def test_command_line_runs_every_present_task_and_writes_json_and_table(
   assert summary['tasks_missing'] == ['CoLA', 'MRPC', 'QNLI', 'QQP', 'RTE',
                                       'SST-2', 'WNLI']
   mnli = summary['tasks']['MNLI']
+  assert mnli['buckets'] == [8, 12, 16] and mnli['config']['length_buckets']
+  assert set(mnli['padding_fraction']) == {'train', 'eval'}
+  assert all(0 <= v < 1 for v in mnli['padding_fraction'].values())
+  assert mnli['per_seed'][0]['padding_fraction'] == mnli['padding_fraction']
   assert set(mnli['metrics']) == {'accuracy_m', 'accuracy_mm'}
   assert mnli['num_dev'] == {'dev_matched': 48, 'dev_mismatched': 48}
   assert mnli['score'] == pytest.approx(50 * (mnli['metrics']['accuracy_m'] +
@@ -206,6 +423,25 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
   assert 'valid tasks are CoLA' in err[0]
   assert 'RTE/{train.tsv, dev.tsv}' in err[1]
   assert 'no GLUE task found' in err[2]
+
+
+@pytest.mark.parametrize('flag,want', [([], True), (['--no_length_buckets'], False)])
+def test_command_line_passes_length_buckets_and_prints_the_padding(
+    tmp_path, capsys, monkeypatch, flag, want):
+  write_stsb(str(tmp_path), 4, 4)
+  seen = {}
+
+  def run_task(task, data_dir, bert_cfg, params, tokenizer, **kw):
+    seen.update(kw)
+    return {'score': 50.0, 'metrics': {'pearson': 0.5, 'spearman': 0.5},
+            'padding_fraction': {'train': 0.151, 'eval': 0.374}}
+
+  monkeypatch.setattr(finetune, 'run_task', run_task)
+  assert cli.main(['--model=m', '--task=STS-B', f'--data_dir={tmp_path}',
+                   '--no_progress'] + flag,
+                  load_model=lambda path: (None, {}, object())) == 0
+  assert seen['length_buckets'] is want
+  assert '(padding: 15% of train tokens, 37% of dev)' in capsys.readouterr().err
 
 
 @needs_data

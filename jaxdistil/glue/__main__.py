@@ -8,7 +8,10 @@
 comma-separated list, `all` (every task whose files are in `--data_dir`), or
 `tfds:glue/<config>` to read a built TensorFlow Datasets copy (`--source=tfds`
 does the same for names and `all`). `--output` gets the JSON results and, next
-to it (`.md`), the markdown table. Errors are one line on stderr, exit code 2.
+to it (`.md`), the markdown table. Each task's JSON has `padding_fraction`
+({'train', 'eval'}: padding tokens over all tokens of the batches run, which
+length buckets keep low; `--no_length_buckets` pads everything to --max_len).
+Errors are one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def parse_args(argv: Sequence[str] | None):
   p.add_argument('--max_steps', type=int, default=None)
   p.add_argument('--max_train_examples', type=int, default=None,
                  help='random subset of each train split (smoke runs)')
+  p.add_argument('--no_length_buckets', action='store_true',
+                 help='pad every example to --max_len (default: to the '
+                      'smallest of 8, 12, 16, 24, 32, 48, ... that holds it)')
   p.add_argument('--name', default=None, help='row name (default: model dir)')
   p.add_argument('--output', default=None, help='JSON results (+ .md table)')
   p.add_argument('--no_progress', action='store_true')
@@ -136,9 +142,13 @@ def run(args, load_model: Callable | None = None) -> dict:
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
         source=source, progress=not args.no_progress,
-        max_train_examples=args.max_train_examples)
+        max_train_examples=args.max_train_examples,
+        length_buckets=not args.no_length_buckets)
+    padding = results[task.name]['padding_fraction']
     print(f'{task.name}: {results[task.name]["score"]:.2f} '
-          f'{results[task.name]["metrics"]}', file=sys.stderr, flush=True)
+          f'{results[task.name]["metrics"]} (padding: {padding["train"]:.0%} '
+          f'of train tokens, {padding["eval"]:.0%} of dev)', file=sys.stderr,
+          flush=True)
   name = args.name or os.path.basename(os.path.normpath(args.model))
   scores = report.task_scores(results)
   return {'name': name, 'model': args.model, 'source': source,

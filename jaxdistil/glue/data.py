@@ -1,5 +1,6 @@
 """GLUE examples from `glue_data` TSV folders or from TensorFlow Datasets, and
-their tokenisation into fixed-length NumPy arrays.
+their tokenisation into fixed-length NumPy arrays (`lengths` gives each row's
+real token count, by which fine-tuning cuts its batches to length buckets).
 
 The TSVs are read as plain tab-separated lines, never with CSV quoting: SST-2,
 QQP and MRPC hold quote characters that belong to the text (an MRPC sentence
@@ -316,3 +317,11 @@ def encode(examples: Examples, tokenizer, max_len: int = 128) -> dict:
     mask[i, :len(row)] = 1
   return {'input_ids': ids, 'attention_mask': mask, 'token_type_ids': types,
           'labels': examples.labels}
+
+
+def lengths(encoded: dict) -> np.ndarray:
+  """Each encoded row's real token count ([CLS] ... [SEP], padding excluded).
+
+  Rows are left-aligned, so `input_ids[:, :L]` holds every real token of a
+  row whose length is at most L: a batch can be cut to any such L."""
+  return encoded['attention_mask'].sum(axis=1).astype(np.int64)
