@@ -104,7 +104,7 @@ def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
          f'--config.packing={packing}', '--steps=3', '--json',
          f'--data={tmp_path / "prep"}', f'--input={tmp_path / "prep"}',
          '--input_seconds=1'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     results[packing] = r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r['packing'] is packing and r['input_packing'] is packing
