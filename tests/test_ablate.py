@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+# End-to-end runs (subprocesses, whole trainings): the full suite only.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

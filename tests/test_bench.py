@@ -42,6 +42,7 @@ def test_flops_formula_agrees_with_xla_cost_analysis():
   assert ours <= xla_flops <= 1.1 * ours, (ours, xla_flops)
 
 
+@pytest.mark.slow
 def test_bench_command_prints_json():
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   out = subprocess.run(
@@ -82,6 +83,7 @@ def test_bench_bad_config_is_one_line():
 @pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, '..', 'shared', 'data',
                                                     'vocab')),
                     reason='../shared/data is not present')
+@pytest.mark.slow
 def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
   """--data times the step on prepared batches and --input the pipeline; both
   count real (non-padding) tokens, and packing removes most of the padding."""
@@ -120,6 +122,7 @@ def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
   assert results[True]['input_padding_fraction'] < 0.1
 
 
+@pytest.mark.slow
 def test_memory_report_shows_fsdp_sharding_the_state():
   """`bench --memory`: XLA's per-device figures; FSDP over 8 devices holds about
   an eighth of the params and Adam moments that data parallelism replicates."""

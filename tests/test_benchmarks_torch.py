@@ -181,6 +181,7 @@ def _env():
   return dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
 
 
+@pytest.mark.slow
 def test_torch_benchmark_prints_json():
   out = subprocess.run(
       [sys.executable, '-m', 'benchmarks.torch_distil', f'--config={TINY}',
@@ -443,6 +444,7 @@ def test_masking_rate_and_specials_never_chosen():
   assert kept / chosen == pytest.approx(0.1, abs=0.02)   # (+ random = same, 0.1%)
 
 
+@pytest.mark.slow
 def test_torch_benchmark_on_real_batches(prepared):
   directory, _ = prepared
   out = subprocess.run(

@@ -353,6 +353,7 @@ def test_bad_inputs_get_one_line(bert_mlm, tmp_path, monkeypatch):
     convert.import_hf('bert-base-uncased')
 
 
+@pytest.mark.slow
 def test_cli_import_export_and_errors(bert_mlm, tmp_path):
   d, _ = bert_mlm
   env = dict(os.environ, JAX_PLATFORMS='cpu', HF_HUB_OFFLINE='1')

@@ -336,6 +336,7 @@ def test_export_student_remote_replaces_old_files(local_tmp):
   cleanup(workdir)
 
 
+@pytest.mark.slow
 def test_train_on_a_remote_workdir(local_tmp, tmp_path, monkeypatch):
   """A whole (tiny) run with its workdir on ram://. Orbax cannot write ram://
   (its paths know gs:// but not ram://), so only the checkpoints go to a local

@@ -314,6 +314,7 @@ def test_bucketed_predictions_equal_full_length_ones_in_order():
 
 
 @needs_data
+@pytest.mark.slow
 def test_tiny_model_learns_sst2_beyond_the_majority_class(tok):
   cfg, params = tiny_bert(len(tok), type_vocab_size=0)   # DistilBERT layout
   assert len(jax.devices()) == 8                         # data-parallel over 8
@@ -352,6 +353,7 @@ def write_stsb(folder, n_train, n_dev, seed=0):
 
 
 @needs_data
+@pytest.mark.slow
 def test_stsb_layout_regression_end_to_end_reports_pearson_and_spearman(tok, tmp_path):
   write_stsb(str(tmp_path), 320, 64)
   cfg, params = tiny_bert(len(tok))
@@ -372,6 +374,7 @@ def test_stsb_layout_regression_end_to_end_reports_pearson_and_spearman(tok, tmp
 
 
 @needs_data
+@pytest.mark.slow
 def test_command_line_runs_every_present_task_and_writes_json_and_table(
     tok, tmp_path, capsys):
   glue = tmp_path / 'glue'

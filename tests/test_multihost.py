@@ -19,6 +19,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+# End-to-end runs (subprocesses, whole trainings): the full suite only.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_S = 240
 RTOL = 1e-5

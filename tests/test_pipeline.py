@@ -279,6 +279,7 @@ def _config(prepared, **masking):
   return c
 
 
+@pytest.mark.slow
 def test_masking_knobs_reach_the_batches_from_the_train_entry_point(prepared):
   """inputs.make_data (what `python -m jaxdistil.train` reads batches with)
   applies config.masking: the masked share and the 80/10/10 split, and with

@@ -43,6 +43,7 @@ def test_sharded_step_equals_single_device(single_device_run, mesh):
                              [h['loss'] for h in history_1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_accumulating_micro_batches_equals_one_big_step():
   # 32 rows on 8 devices: 4 micro-batches of 8, one row per device each.
   c1 = tiny_config(batch_size=32)
@@ -94,6 +95,7 @@ def test_position_embeddings_train_when_not_frozen():
   assert not np.array_equal(after['embedding'], before['embedding'])
 
 
+@pytest.mark.slow
 def test_key_bias_gradient_is_round_off():
   """Why the comparisons above leave the key bias out: its gradient is ~0."""
   c = tiny_config()
@@ -151,6 +153,7 @@ def test_teacher_free_mlm_training():
   assert history[-1]['loss'] < history[0]['loss']
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_master_weights():
   c32 = tiny_config()
   c16 = tiny_config(dtype='bfloat16')
@@ -162,6 +165,7 @@ def test_bfloat16_compute_keeps_float32_master_weights():
                              rtol=3e-2)
 
 
+@pytest.mark.slow
 def test_dropout_changes_with_the_step():
   c = tiny_config(**{'model.student.hidden_dropout': 0.1})
   b = batches(c, 1)[0]

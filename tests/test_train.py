@@ -10,6 +10,10 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
+
+# End-to-end runs (subprocesses, whole trainings): the full suite only.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')

@@ -21,6 +21,9 @@ from jaxdistil import convert, train  # noqa: E402
 from jaxdistil.models import bert  # noqa: E402
 from helpers import tiny_config  # noqa: E402
 
+# End-to-end runs (subprocesses, whole trainings): the full suite only.
+pytestmark = pytest.mark.slow
+
 VOCAB = 128
 
 

@@ -11,8 +11,9 @@ import pytest
 from test_train import ENV, ROOT, final_params
 
 VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
-pytestmark = pytest.mark.skipif(not os.path.exists(VOCAB),
-                                reason='../shared/data is not present')
+pytestmark = [pytest.mark.slow,     # train runs in subprocesses
+              pytest.mark.skipif(not os.path.exists(VOCAB),
+                                 reason='../shared/data is not present')]
 
 
 @pytest.fixture(scope='module')
@@ -47,7 +48,6 @@ def run(*args):
                         text=True, timeout=600)
 
 
-@pytest.mark.slow
 def test_epochs_of_packed_rows_and_an_exact_resume(prepared, tmp_path):
   from jaxdistil.data import pipeline
   data = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=8, max_len=64,
