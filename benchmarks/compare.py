@@ -64,9 +64,8 @@ def _run(name: str, cmd: list[str], timeout: float | None) -> dict:
   return result
 
 
-def compare(config_args: list[str], steps: int | None = None,
-            warmup: int | None = None, torch_keep_freed_memory: bool = False,
-            timeout: float | None = None, matmul_size: int | None = None) -> dict:
+def _side_args(config_args, steps, warmup, torch_keep_freed_memory, matmul_size):
+  """(flags for both sides, extra flags for the PyTorch side)."""
   common = list(config_args) + ['--json']
   if steps is not None:
     common.append(f'--steps={steps}')
@@ -77,6 +76,14 @@ def compare(config_args: list[str], steps: int | None = None,
     torch_extra.append(f'--warmup={warmup}')
   if torch_keep_freed_memory:
     torch_extra.append('--keep_freed_memory')
+  return common, torch_extra
+
+
+def compare(config_args: list[str], steps: int | None = None,
+            warmup: int | None = None, torch_keep_freed_memory: bool = False,
+            timeout: float | None = None, matmul_size: int | None = None) -> dict:
+  common, torch_extra = _side_args(config_args, steps, warmup,
+                                   torch_keep_freed_memory, matmul_size)
   ours = _run('jaxdistil', [sys.executable, '-m', 'jaxdistil.bench'] + common,
               timeout)
   theirs = _run('pytorch', [sys.executable, '-m', 'benchmarks.torch_distil']
@@ -151,16 +158,9 @@ def compare_real(config_args: list[str], data: str, unpacked: bool = False,
                  torch_keep_freed_memory: bool = False,
                  timeout: float | None = None, matmul_size: int | None = None,
                  data_sequences: int | None = None) -> dict:
-  common = list(config_args) + [f'--data={data}', '--json']
-  if steps is not None:
-    common.append(f'--steps={steps}')
-  if matmul_size is not None:
-    common.append(f'--matmul_size={matmul_size}')
-  torch_extra = []
-  if warmup is not None:
-    torch_extra.append(f'--warmup={warmup}')
-  if torch_keep_freed_memory:
-    torch_extra.append('--keep_freed_memory')
+  common, torch_extra = _side_args(config_args, steps, warmup,
+                                   torch_keep_freed_memory, matmul_size)
+  common.insert(len(config_args), f'--data={data}')
   if data_sequences is not None:
     torch_extra.append(f'--data_sequences={data_sequences}')
   runs = {}
