@@ -62,8 +62,8 @@ def run(args) -> dict:
 
   variants = [v.strip() for v in args.variants.split(',') if v.strip()]
   for v in variants:
-    if v not in ablation.VARIANTS:
-      raise ValueError(f'unknown variant {v!r}: use {", ".join(ablation.VARIANTS)}')
+    if v not in ablation.KNOWN:
+      raise ValueError(f'unknown variant {v!r}: use {", ".join(ablation.KNOWN)}')
   if 'full' not in variants:
     raise ValueError('--variants must include full: the deltas are against it')
   tasks, source = glue_cli.resolve_tasks(args.tasks, args.glue_data, 'tsv')

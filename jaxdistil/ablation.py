@@ -5,23 +5,33 @@
   no_cos       without L_cos       (paper: -1.46)
   no_mlm       without L_mlm       (paper: -0.31)
   random_init  triple loss, student initialised at random (paper: -3.69)
+
+and the baseline of table 1 that shows what the teacher's signal adds:
+
+  mlm_only     the same student, initialised from the teacher's layers, trained
+               by masked-LM alone (no L_ce, no L_cos)
 """
 
 from __future__ import annotations
 
 VARIANTS = ('full', 'no_ce', 'no_cos', 'no_mlm', 'random_init')
+BASELINES = ('mlm_only',)
+KNOWN = VARIANTS + BASELINES
 
 
 def apply(config, variant: str):
   """`config` changed in place into `variant`; returns it."""
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown ablation {variant!r}: use one of {", ".join(VARIANTS)}')
+  if variant not in KNOWN:
+    raise ValueError(f'unknown ablation {variant!r}: use one of {", ".join(KNOWN)}')
   if variant == 'no_ce':
     config.loss.alpha_ce = 0.0
   elif variant == 'no_cos':
     config.loss.alpha_cos = 0.0
   elif variant == 'no_mlm':
     config.loss.alpha_mlm = 0.0
+  elif variant == 'mlm_only':
+    config.loss.alpha_ce = 0.0
+    config.loss.alpha_cos = 0.0
   elif variant == 'random_init':
     config.student_init.source = 'random'
     # As the reference's random student: fixed sinusoidal positions, frozen.

@@ -39,15 +39,19 @@ class Run:
   lr_schedule: Callable
   train_step: Callable                # jitted: (state, teacher, batch) -> (state, m)
   teacher_tokenizer: str | None = None   # the loaded teacher's tokenizer folder
+  # The teacher that held-out evaluation compares with (KL, its accuracy): the
+  # step's teacher, or one loaded only to initialise the student when
+  # `config.eval_teacher` keeps it (an MLM-only baseline); else None.
+  eval_teacher_params: Any = None
 
-
-def resolve_mesh(config, devices=None) -> Mesh:
+def resolve_mesh(config, devices=None, validate: bool = True) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
   try:
     shape = sharding.mesh_shape(config.mesh.to_dict(), len(devices))
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  config_lib.validate(config, len(devices), shape)
+  if validate:
+    config_lib.validate(config, len(devices), shape)
   return sharding.make_mesh(config.mesh.to_dict(), devices)
 
 
@@ -97,11 +101,15 @@ def build(config, devices=None, teacher_params=None) -> Run:
   `config.teacher`; otherwise `config.teacher` is loaded (`load_teacher`) or,
   when it is 'random', initialised randomly.
   """
-  mesh = resolve_mesh(config, devices)
   needs_teacher = (config_lib.loss_config(config).needs_teacher
                    or config.student_init.source == 'teacher')
+  loads_teacher = (teacher_params is None and needs_teacher
+                   and config.teacher != 'random')
+  # A loaded teacher brings its own shape (layers, vocabulary), so the checks
+  # that depend on it wait until it is read.
+  mesh = resolve_mesh(config, devices, validate=not loads_teacher)
   teacher_tokenizer = None
-  if teacher_params is None and needs_teacher and config.teacher != 'random':
+  if loads_teacher:
     loaded = load_teacher(config, mesh)
     teacher_params, teacher_tokenizer = loaded.params, loaded.tokenizer_dir
     config_lib.validate(config, len(mesh.devices.flat), tuple(mesh.devices.shape))
@@ -140,6 +148,7 @@ def build(config, devices=None, teacher_params=None) -> Run:
       return p
     params = jax.jit(random_student, out_shardings=student_shardings)(
         jax.random.fold_in(root, 1))
+  eval_teacher_params = teacher_params if config.eval_teacher else None
   if not loss_cfg.needs_teacher:
     teacher_params, teacher_shardings = None, None
 
@@ -147,7 +156,10 @@ def build(config, devices=None, teacher_params=None) -> Run:
   frozen = student_init.frozen_mask(abstract_student,
                                     config.student_init.freeze_position_embeddings)
   optim_cfg = config_lib.optim_config(config)
-  tx = optim.make(optim_cfg, config.total_steps, frozen)
+  try:
+    tx = optim.make(optim_cfg, config.total_steps, frozen)
+  except ValueError as e:       # lr_mults that match nothing
+    raise ConfigError(str(e)) from None
   lr_schedule = optim.schedule(optim_cfg, config.total_steps)
   abstract_opt = jax.eval_shape(tx.init, abstract_student)
   state_shardings = TrainState(
@@ -177,4 +189,5 @@ def build(config, devices=None, teacher_params=None) -> Run:
              state=state, state_shardings=state_shardings,
              batch_sharding=batch_sharding, frozen=frozen, tx=tx,
              lr_schedule=lr_schedule, train_step=train_step,
-             teacher_tokenizer=teacher_tokenizer)
+             teacher_tokenizer=teacher_tokenizer,
+             eval_teacher_params=eval_teacher_params)

@@ -41,6 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000        # steps
   c.eval_every = 500               # steps (0: never)
   c.eval_batches = 4               # held-out batches per evaluation
+  # Evaluation also measures KL to the teacher and the teacher's accuracy
+  # whenever a teacher is loaded, even one the loss does not use (an MLM-only
+  # student initialised from it). False: never (the "teacher" of a teacher-free
+  # run is only where its weights start).
+  c.eval_teacher = True
   c.data = ''                      # a directory made by prepare, or 'synthetic'
   # Rows of max_len hold several prepared sequences each (block-diagonal
   # attention, positions restarting per sequence): no padding wasted. False: one
@@ -93,7 +98,10 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=5e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.0,
-      warmup_fraction=0.05, clip_norm=5.0))
+      warmup_fraction=0.05, clip_norm=5.0,
+      # ((regex over parameter paths, learning-rate multiplier), ...): e.g.
+      # (('cls/.*', 20.0),) trains a new MLM head 20x faster than the encoder.
+      lr_mults=()))
 
   # Device mesh: one axis may be -1 (all remaining devices).
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -146,7 +154,9 @@ def loss_config(c) -> losses.LossConfig:
 
 
 def optim_config(c) -> optim.OptimConfig:
-  return optim.OptimConfig(**c.optim.to_dict())
+  d = c.optim.to_dict()
+  d['lr_mults'] = tuple(tuple(rule) for rule in d.get('lr_mults') or ())
+  return optim.OptimConfig(**d)
 
 
 def layer_map(c) -> tuple[int, ...]:

@@ -59,7 +59,7 @@ def evaluate(run, eval_step, config, params) -> dict:
   total = None
   for _ in range(config.eval_batches):
     batch = sharding.global_batch(next(data), run.mesh)
-    sums = jax.device_get(eval_step(params, run.teacher_params, batch))
+    sums = jax.device_get(eval_step(params, run.eval_teacher_params, batch))
     total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
   return summarize_eval(total)
 

@@ -81,3 +81,49 @@ def test_decay_mask_excludes_biases_and_layernorm():
   assert mask == {'a': {'kernel': True, 'bias': False},
                   'LayerNorm': {'scale': False, 'bias': False},
                   'e': {'embedding': True}}
+
+
+def test_lr_mults_scale_a_group_like_its_own_learning_rate():
+  """A group with multiplier k moves exactly as the same AdamW at k x lr
+  (clipping stays joint over every trainable parameter)."""
+  rng = np.random.default_rng(1)
+  params = {'encoder': {'kernel': rng.standard_normal((4, 3)).astype(np.float32)},
+            'cls': {'bias': rng.standard_normal(3).astype(np.float32),
+                    'kernel': rng.standard_normal((3, 3)).astype(np.float32)}}
+  frozen = jax.tree.map(lambda _: False, params)
+  cfg = optim.OptimConfig(learning_rate=1e-3, weight_decay=0.1, clip_norm=1.0,
+                          warmup_fraction=0.25, lr_mults=(('cls/.*', 20.0),))
+  grads_seq = [jax.tree.map(lambda x: (3 * rng.standard_normal(x.shape))
+                            .astype(np.float32), params) for _ in range(5)]
+
+  def run(tx):
+    state, p = tx.init(params), jax.tree.map(jnp.asarray, params)
+    for g in grads_seq:
+      updates, state = tx.update(g, state, p)
+      p = jax.tree.map(lambda a, u: a + u, p, updates)
+    return p
+
+  got = run(optim.make(cfg, 8, frozen))
+  flat = lambda tree: {jax.tree_util.keystr(k): np.asarray(v) for k, v in
+                       jax.tree_util.tree_leaves_with_path(tree)}
+  decays = {k: k.endswith("['kernel']") for k in flat(params)}
+  lr = optim.schedule(cfg, 8)
+  no_freeze = {k: False for k in flat(params)}
+  base = numpy_adamw(flat(params), [flat(g) for g in grads_seq], no_freeze,
+                     decays, cfg, lambda t: float(lr(t)))
+  fast = numpy_adamw(flat(params), [flat(g) for g in grads_seq], no_freeze,
+                     decays, cfg, lambda t: 20 * float(lr(t)))
+  for k, v in flat(got).items():
+    want = fast[k] if k.startswith("['cls']") else base[k]
+    np.testing.assert_allclose(v, want, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_lr_mults_refuse_a_pattern_that_matches_nothing():
+  frozen = {'encoder': {'kernel': False}}
+  cfg = optim.OptimConfig(lr_mults=(('head/.*', 2.0),))
+  try:
+    optim.make(cfg, 10, frozen)
+  except ValueError as e:
+    assert 'head/.*' in str(e) and 'match no parameter' in str(e)
+  else:
+    raise AssertionError('an unmatched lr_mults pattern was accepted')

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
       tok = m.directory if any(os.path.isfile(os.path.join(m.directory, f))
                                for f in ('vocab.txt', 'tokenizer.json')) else None
       save_model(args.output, m.config, m.params, m.layout, source=args.hf,
-                 tokenizer_dir=tok, pooler=m.pooler)
+                 tokenizer_dir=tok, pooler=m.pooler, fresh_head=m.fresh_head)
       c = m.config
       print(f'jaxdistil.convert: {args.hf} ({m.layout}, {c.num_layers} layers, '
             f'hidden {c.hidden_size}, vocab {c.vocab_size}) -> {args.output}'

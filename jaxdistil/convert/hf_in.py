@@ -35,6 +35,7 @@ class Imported:
   directory: str                     # where the HF files were read from
   pooler: dict | None = None         # {'dense': {'kernel', 'bias'}} when present
   warnings: list = dataclasses.field(default_factory=list)
+  fresh_head: bool = False           # the MLM head was initialised, not read
 
 
 def _get(config: dict, key: str, path: str):
@@ -259,4 +260,4 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   for w in warnings:
     print(f'jaxdistil: warning: {w}', file=sys.stderr)
   return Imported(config=cfg, params=params, layout=layout, directory=directory,
-                  pooler=pooler, warnings=warnings)
+                  pooler=pooler, warnings=warnings, fresh_head=fresh_head)

@@ -46,6 +46,7 @@ class Loaded:
   pooler: dict | None = None
   source: str = ''
   kind: str = ''                       # 'model_dir', 'workdir', 'hf'
+  fresh_head: bool = False             # an initialised, untrained MLM head
 
 
 def config_to_dict(cfg: BertConfig) -> dict:
@@ -83,8 +84,10 @@ def _refuse_existing(output: str) -> None:
 
 def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
                source: str = '', tokenizer_dir: str | None = None,
-               pooler: dict | None = None) -> None:
-  """Write a model directory (beside `output`, then renamed into place)."""
+               pooler: dict | None = None, fresh_head: bool = False) -> None:
+  """Write a model directory (beside `output`, then renamed into place).
+  `fresh_head` records that the MLM head was initialised at import, not
+  trained, so that nothing takes its outputs as a teacher's."""
   import orbax.checkpoint as ocp
   output = os.path.abspath(output)
   _refuse_existing(output)
@@ -103,8 +106,11 @@ def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
         if os.path.isfile(os.path.join(tokenizer_dir, f)):
           shutil.copyfile(os.path.join(tokenizer_dir, f), os.path.join(tmp, f))
     with open(os.path.join(tmp, MODEL_FILE), 'w') as f:
-      json.dump({'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
-                 'config': config_to_dict(cfg)}, f, indent=2)
+      meta = {'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
+              'config': config_to_dict(cfg)}
+      if fresh_head:
+        meta['fresh_head'] = True
+      json.dump(meta, f, indent=2)
     if os.path.isdir(output):
       os.rmdir(output)            # empty (checked above)
     os.replace(tmp, output)
@@ -152,7 +158,8 @@ def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
       pooler = {'dense': {'kernel': z['kernel'], 'bias': z['bias']}}
   return Loaded(cfg, params, meta.get('layout', 'bert'),
                 path if has_tokenizer(path) else None, pooler,
-                meta.get('source', ''), 'model_dir')
+                meta.get('source', ''), 'model_dir',
+                bool(meta.get('fresh_head', False)))
 
 
 def latest_step(checkpoints: str) -> int | None:
@@ -210,7 +217,7 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
   imported = _import(path_or_id, init_missing_head, shardings_for)
   tok = imported.directory if has_tokenizer(imported.directory) else None
   return Loaded(imported.config, imported.params, imported.layout, tok,
-                imported.pooler, path_or_id, 'hf')
+                imported.pooler, path_or_id, 'hf', imported.fresh_head)
 
 
 def _import(path_or_id, init_missing_head, shardings_for):
