@@ -236,6 +236,27 @@ def train_stage(results: Results, name: str, config, workdir: str, command: str,
   return summary
 
 
+def head_stage(results: Results, plan, imported: str, data: str, workdir: str,
+               command: str) -> None:
+  """The teacher's MLM head (and a gentle adaptation of its encoder)."""
+  from jaxdistil.convert import load_model
+  shape = load_model(imported).config
+  c = plan.head.copy_and_resolve_references()
+  c.teacher, c.data = imported, data
+  c.model.student.num_layers = shape.num_layers
+  c.student_init.layer_map = ()
+  c.student_init.fold_token_type = bool(shape.type_vocab_size)
+  summary = train_stage(results, 'teacher', c, workdir, command)
+  built = (results.get('teacher.json') or {}).get('builds', [])
+  summary['builds'] = built + [{k: summary[k] for k in (
+      'heldout', 'machine', 'wall_seconds_this_session')}]
+  if built:
+    log(f'head: the teacher was rebuilt here (held-out MLM accuracy '
+        f'{summary["heldout"].get("eval/mlm_accuracy")} now, '
+        f'{built[0]["heldout"].get("eval/mlm_accuracy")} first)')
+  results.put(summary, 'teacher.json')
+
+
 def is_done(workdir: str) -> bool:
   return os.path.isfile(os.path.join(workdir, 'DONE'))
 
@@ -299,41 +320,24 @@ def run(args) -> dict:
     teacher = imported
     if not args.no_head:
       teacher = os.path.join(args.workdir, 'teacher')
-      if not is_done(teacher):
-        from jaxdistil.convert import load_model
-        shape = load_model(imported).config
-        c = plan.head.copy_and_resolve_references()
-        c.teacher, c.data = imported, data
-        c.model.student.num_layers = shape.num_layers
-        c.student_init.layer_map = ()
-        c.student_init.fold_token_type = bool(shape.type_vocab_size)
-        summary = train_stage(results, 'teacher', c, teacher, command)
-        built = (results.get('teacher.json') or {}).get('builds', [])
-        summary['builds'] = built + [{k: summary[k] for k in (
-            'heldout', 'machine', 'wall_seconds_this_session')}]
-        if built:
-          log(f'head: the teacher was rebuilt here (held-out MLM accuracy '
-              f'{summary["heldout"].get("eval/mlm_accuracy")} now, '
-              f'{built[0]["heldout"].get("eval/mlm_accuracy")} first)')
-        results.put(summary, 'teacher.json')
+      if not is_done(teacher) or results.get('teacher.json') is None:
+        head_stage(results, plan, imported, data, teacher, command)
 
-  # ---- distillation: every variant ------------------------------------------
-  for v in distil_pending:
-    c = ablation.apply(plan.distil.copy_and_resolve_references(), v)
-    c.teacher, c.data = teacher, data
+  # ---- the teacher's GLUE, then each student: distillation and its GLUE ------
+  # Row by row, so that each finished model's numbers are final at once.
+  glue = lambda name, path, seeds: glue_stage(
+      results, plan, name, path, tasks, args.glue_data, seeds,
+      not args.no_progress)
+  glue('teacher', teacher, plan.glue.seeds_table1)
+  for v in variants:
     workdir = os.path.join(args.workdir, 'students', v)
-    summary = train_stage(results, v, c, workdir, command,
-                          {'variant': v, 'teacher': teacher})
-    results.put(summary, 'distil', f'{v}.json')
-
-  # ---- GLUE -----------------------------------------------------------------
-  models = [('teacher', teacher, plan.glue.seeds_table1)] + [
-      (v, os.path.join(args.workdir, 'students', v),
-       plan.glue.seeds_table1 if v == 'full' else plan.glue.seeds_other)
-      for v in variants]
-  for name, path, seeds in models:
-    glue_stage(results, plan, name, path, tasks, args.glue_data, seeds,
-               not args.no_progress)
+    if v in distil_pending:
+      c = ablation.apply(plan.distil.copy_and_resolve_references(), v)
+      c.teacher, c.data = teacher, data
+      summary = train_stage(results, v, c, workdir, command,
+                            {'variant': v, 'teacher': teacher})
+      results.put(summary, 'distil', f'{v}.json')
+    glue(v, workdir, plan.glue.seeds_table1 if v == 'full' else plan.glue.seeds_other)
 
   # ---- report ---------------------------------------------------------------
   report = tables(results, plan, [t.name for t in tasks])
