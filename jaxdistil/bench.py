@@ -334,4 +334,5 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  from jaxdistil.config_lib import flags_parser
+  app.run(main, flags_parser=flags_parser('jaxdistil.bench'))

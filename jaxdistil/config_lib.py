@@ -109,7 +109,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def load_module(path: str):
-  """A config file as a module (configs are Python files, not a package)."""
+  """A config file as a module (configs are Python files, not a package).
+  A file that does not exist or does not run is one ConfigError line."""
   import importlib.util
   import os
   if not os.path.isfile(path):
@@ -117,7 +118,17 @@ def load_module(path: str):
   name = 'jaxdistil_config_' + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f'config file {path} line {e.lineno}: syntax error '
+                      f'({e.msg}): fix the file') from None
+  except Exception as e:  # a config file is code: any error is the file's
+    raise ConfigError(f'config file {path} fails when run: '
+                      f'{type(e).__name__}: {e}') from None
+  if not callable(getattr(module, 'get_config', None)):
+    raise ConfigError(f'config file {path} has no get_config(): define one that '
+                      f'returns an ml_collections.ConfigDict')
   return module
 
 
@@ -125,7 +136,73 @@ def load_file(path: str):
   """`get_config()` of `file.py`, or `get_config(arg)` of `file.py:arg`."""
   path, _, arg = path.partition(':')
   module = load_module(path)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return module.get_config(arg) if arg else module.get_config()
+  except Exception as e:  # e.g. an unknown stage name given after ':'
+    raise ConfigError(f'config file {path}: get_config({arg!r}) failed: '
+                      f'{type(e).__name__}: {e}') from None
+
+
+def nearest_key(node, key: str) -> str:
+  import difflib
+  keys = list(node.keys()) if hasattr(node, 'keys') else []
+  close = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
+  return close[0] if close else ''
+
+
+def check_overrides(config, keys) -> None:
+  """Each dotted key of `--config.a.b=...` must exist in `config`; the first
+  that does not is one ConfigError line naming the group's nearest key."""
+  for dotted in keys:
+    node, walked = config, []
+    for part in dotted.split('.'):
+      if not hasattr(node, 'keys') or part not in node:
+        group = '.'.join(walked) or 'the config'
+        near = nearest_key(node, part)
+        raise ConfigError(
+            f'--config.{dotted}: {group} has no key {part!r}'
+            + (f' (nearest: {".".join(walked + [near])})' if near else ''))
+      node = node[part]
+      walked.append(part)
+
+
+def check_command_line(argv, flag: str = 'config') -> None:
+  """Before absl parses `argv`: the config file given by `--config=` loads,
+  and every `--config.KEY=` override names a key it has (absl would raise a
+  traceback for either)."""
+  path, keys = None, []
+  args = list(argv[1:])
+  for i, a in enumerate(args):
+    if a == '--':
+      break
+    if a.startswith(f'--{flag}='):
+      path = a.split('=', 1)[1]
+    elif a == f'--{flag}' and i + 1 < len(args):
+      path = args[i + 1]
+    elif a.startswith(f'--{flag}.'):
+      keys.append(a[len(flag) + 3:].split('=', 1)[0])
+  if path is None:
+    return
+  check_overrides(load_file(path), keys)
+
+
+def flags_parser(prog: str, flag: str = 'config'):
+  """An `absl.app.run(..., flags_parser=)` that turns a config file or
+  override that cannot load into one line on stderr and exit status 2."""
+  import sys
+  from absl import flags
+
+  def parse(argv):
+    try:
+      check_command_line(argv, flag)
+      return flags.FLAGS(argv)
+    except ConfigError as e:
+      print(f'{prog}: {e}', file=sys.stderr)
+      sys.exit(2)
+    except flags.Error as e:
+      print(f'{prog}: {str(e).splitlines()[0]}', file=sys.stderr)
+      sys.exit(2)
+  return parse
 
 
 def teacher_config(c) -> BertConfig:
@@ -260,6 +337,15 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     fail('student_init.random_positions="learned" with freeze_position_embeddings'
          '=True would keep random positions fixed: set freeze_position_embeddings'
          '=False, or random_positions="sinusoidal"')
+  if c.batch_size < 1:
+    fail(f'batch_size={c.batch_size} must be >= 1 (rows per optimizer step)')
+  if c.optim.lr_mults:
+    import jax
+    abstract = jax.eval_shape(lambda: bert.init(s, jax.random.key(0)))
+    try:
+      optim.lr_multipliers(abstract, optim_config(c).lr_mults)
+    except ValueError as e:
+      fail(str(e))
   if c.micro_batches < 1:
     fail(f'micro_batches={c.micro_batches} must be >= 1')
   if c.total_steps < 1:

@@ -367,4 +367,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from jaxdistil.config_lib import flags_parser
+  app.run(main, flags_parser=flags_parser('jaxdistil.train'))

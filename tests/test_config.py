@@ -7,6 +7,9 @@ from helpers import tiny_config
 from jaxdistil import build
 from jaxdistil.config_lib import ConfigError
 
+import os
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture
 def compile_events():
@@ -45,6 +48,9 @@ BAD = [
      r'random_positions=\'rope\''),
     ({'student_init.source': 'random', 'student_init.random_positions': 'learned'},
      r'would keep random positions fixed'),
+    ({'batch_size': 0}, r'batch_size=0 must be >= 1'),
+    ({'batch_size': -8}, r'batch_size=-8 must be >= 1'),
+    ({'optim.lr_mults': (('head/.*', 10.0),)}, r"\['head/\.\*'\] match no parameter"),
 ]
 
 
@@ -130,3 +136,54 @@ def test_every_config_has_the_keys_scripts_rely_on():
     for key in ('seed', 'teacher', 'total_steps', 'batch_size', 'max_len',
                 'checkpoint_every', 'eval_every', 'data'):
       assert key in c, (module.__name__, key)
+
+
+# Config files and overrides on the command line (before absl sees them).
+
+def test_a_config_file_with_a_syntax_error_names_file_and_line(tmp_path):
+  from jaxdistil import config_lib
+  bad = tmp_path / 'bad.py'
+  bad.write_text('from jaxdistil import config_lib\n\ndef get_config(:\n  pass\n')
+  with pytest.raises(ConfigError, match=r'bad.py line 3: syntax error'):
+    config_lib.load_file(str(bad))
+  raises = tmp_path / 'raises.py'
+  raises.write_text('def get_config():\n  return {}[1]\n')
+  with pytest.raises(ConfigError, match=r'raises.py: get_config\(\'\'\) failed: '
+                                        r'KeyError'):
+    config_lib.load_file(str(raises))
+  (tmp_path / 'none.py').write_text('x = 1\n')
+  with pytest.raises(ConfigError, match=r'none.py has no get_config'):
+    config_lib.load_file(str(tmp_path / 'none.py'))
+
+
+def test_an_unknown_override_names_the_nearest_key():
+  from jaxdistil import config_lib
+  argv = ['train', '--config=configs/tiny.py', '--config.batch_size=8',
+          '--config.model.studnet.num_layers=1']
+  with pytest.raises(ConfigError, match=r"model has no key 'studnet' "
+                                        r"\(nearest: model.student\)"):
+    config_lib.check_command_line(argv)
+  with pytest.raises(ConfigError, match=r"the config has no key 'no_such_key'"):
+    config_lib.check_command_line(['train', '--config', 'configs/tiny.py',
+                                   '--config.no_such_key=1'])
+  config_lib.check_command_line(argv[:3])        # known keys pass
+
+
+def test_the_train_cli_prints_one_line_for_each(tmp_path):
+  import subprocess
+  import sys
+  bad = tmp_path / 'bad.py'
+  bad.write_text('def get_config(:\n')
+  cases = [([f'--config={bad}'], 'bad.py line 1: syntax error'),
+           (['--config=configs/tiny.py', '--config.no_such_key=1'],
+            "no key 'no_such_key'"),
+           (['--config=configs/tiny.py', '--config.batch_size=0',
+             '--config.data=synthetic'], 'batch_size=0 must be >= 1')]
+  for args, message in cases:
+    out = subprocess.run([sys.executable, '-m', 'jaxdistil.train', *args,
+                          f'--workdir={tmp_path / "w"}'], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
+    lines = [l for l in out.stderr.splitlines() if l.startswith('jaxdistil.train:')]
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert 'Traceback' not in out.stderr
+  assert not (tmp_path / 'w' / 'checkpoints').exists()

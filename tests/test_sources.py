@@ -5,6 +5,7 @@ import glob
 import os
 import re
 
+import numpy as np
 import pytest
 
 from jaxdistil.data import sources
@@ -149,6 +150,32 @@ def test_bad_sources_fail_with_one_line(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r'locked.txt cannot be read \(Permission '
                                        r'denied\)'):
     sources.read_documents(str(tmp_path / '*.txt'))
+
+
+def test_binary_files_are_refused_by_name(tmp_path):
+  """An image, an archive or a compiled file among the sources is named, not
+  tokenised into sequences of garbage."""
+  import gzip
+  rng = np.random.default_rng(0)
+  (tmp_path / 'picture.txt').write_bytes(b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR'
+                                         + rng.bytes(4000))
+  with pytest.raises(ValueError, match=r'picture.txt is not text'):
+    sources.read_documents(str(tmp_path / 'picture.txt'))
+  # No NUL byte, but not UTF-8 either (random high bytes).
+  noise = bytes(b for b in rng.integers(128, 256, 4000, dtype=np.uint8))
+  (tmp_path / 'noise.txt').write_bytes(noise)
+  with pytest.raises(ValueError, match=r'noise.txt is not text'):
+    sources.read_documents(str(tmp_path / 'noise.txt'))
+  with gzip.open(tmp_path / 'packed.txt.gz', 'wb') as f:
+    f.write(b'\x00\x01\x02' * 100)
+  with pytest.raises(ValueError, match=r'packed.txt.gz is not text'):
+    sources.read_documents(str(tmp_path / 'packed.txt.gz'))
+  (tmp_path / 'fake.txt.gz').write_text('not gzip at all\n')
+  with pytest.raises(ValueError, match=r'fake.txt.gz cannot be read'):
+    sources.read_documents(str(tmp_path / 'fake.txt.gz'))
+  # Real text with a stray Latin-1 byte or two still reads.
+  (tmp_path / 'ok.txt').write_bytes('caf\u00e9 '.encode() * 50 + b'na\xefve\n')
+  assert list(sources.read_documents(str(tmp_path / 'ok.txt')))
 
 
 # The real shared files.

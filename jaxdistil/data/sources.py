@@ -182,16 +182,27 @@ def list_files(patterns) -> list[str]:
   return sorted(files)
 
 
+SNIFF_BYTES = 8192
+
+
 def _check_readable(path: str) -> None:
-  """One-line ValueError for an empty or unreadable file, before any work."""
+  """One-line ValueError for an empty, unreadable or binary file, before any
+  work. Binary: a NUL byte in the first 8 KiB (decompressed), or more than a
+  tenth of them not UTF-8."""
   try:
-    with open(path, 'rb') as f:
-      empty = not f.read(1)
-  except OSError as e:
-    raise ValueError(f'{path} cannot be read ({e.strerror}): check its '
-                     f'permissions or remove it from the sources') from None
-  if empty:
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+      sample = f.read(SNIFF_BYTES)
+  except (OSError, EOFError) as e:
+    why = getattr(e, 'strerror', None) or str(e)
+    raise ValueError(f'{path} cannot be read ({why}): check the file or remove '
+                     f'it from the sources') from None
+  if not sample:
     raise ValueError(f'{path} is empty: remove it from the sources')
+  text = sample.decode(ENCODING, errors='replace')
+  if b'\x00' in sample or text.count('\ufffd') > len(text) / 10:
+    raise ValueError(f'{path} is not text (binary data in its first '
+                     f'{len(sample)} bytes): remove it from the sources')
 
 
 def read_tfds(spec: str, data_dir: str | None = None) -> Iterator[str]:
