@@ -78,8 +78,16 @@ def load_teacher(config, mesh: Mesh):
   def shardings_for(cfg):
     cfg = cfg.replace(dtype=config.dtype, hidden_dropout=0.0, attention_dropout=0.0)
     return _sharded_params(cfg, mesh)[1]
+  from jaxdistil.convert.hf_in import MissingHeadError
   try:
     loaded = convert.load_model(name, shardings_for=shardings_for)
+  except MissingHeadError:
+    raise ConfigError(
+        f'teacher={name!r} has no masked-LM head (a bare encoder such as '
+        f'BertModel), so it has no outputs to distil: give it one with '
+        f'python -m jaxdistil.convert import --hf={name} --output=DIR '
+        f'--init_missing_head, train that head (python -m jaxdistil.replicate '
+        f'does both), then pass --config.teacher=DIR') from None
   except convert.ConvertError as e:
     raise ConfigError(f'teacher={name!r}: {e}') from None
   changed = []

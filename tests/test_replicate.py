@@ -280,3 +280,18 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   builds = json.loads((res / 'teacher.json').read_text())['builds']
   assert len(builds) == 2
   assert (res / 'glue' / 'no_cos' / 'CoLA.json').is_file()
+
+
+def test_train_with_a_headless_teacher_names_the_commands_that_work(tmp_path):
+  from helpers import tiny_config
+  from jaxdistil import build
+  from jaxdistil.config_lib import ConfigError
+  teacher = make_teacher(tmp_path / 'bare')
+  c = tiny_config(data='synthetic')
+  c.teacher = teacher
+  with pytest.raises(ConfigError) as info:
+    build.build(c)
+  msg = str(info.value)
+  assert '\n' not in msg and 'no masked-LM head' in msg
+  assert 'python -m jaxdistil.convert import' in msg and '--init_missing_head' in msg
+  assert 'jaxdistil.replicate' in msg

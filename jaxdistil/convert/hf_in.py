@@ -27,6 +27,10 @@ from jaxdistil.models import bert
 from jaxdistil.models.bert import BertConfig
 
 
+class MissingHeadError(ConvertError):
+  """A bare encoder (no masked-LM head) where a head is needed."""
+
+
 @dataclasses.dataclass
 class Imported:
   config: BertConfig
@@ -187,7 +191,7 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   fresh_head = False
   if missing_head and len(missing_head) == len(head_entries):
     if not init_missing_head:
-      raise ConvertError(
+      raise MissingHeadError(
           f'{directory} has no masked-LM head (a bare encoder such as BertModel): '
           f'pass --init_missing_head to initialise one (decoder tied to the word '
           f'embeddings, fresh transform)')
