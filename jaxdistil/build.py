@@ -21,7 +21,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxdistil import config_lib, optim, sharding
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.models import bert, student_init
-from jaxdistil.step import StepConfig, TrainState, create_state, make_train_step
+from jaxdistil.step import (StepConfig, TrainState, create_state, make_eval_step,
+                            make_train_step)
 
 
 @dataclasses.dataclass
@@ -38,6 +39,9 @@ class Run:
   tx: Any                             # the optax transformation
   lr_schedule: Callable
   train_step: Callable                # jitted: (state, teacher, batch) -> (state, m)
+  # jitted like train_step, under the same mesh and rules:
+  # (params, eval teacher or None, batch) -> summed eval outputs
+  eval_step: Callable = None
   teacher_tokenizer: str | None = None   # the loaded teacher's tokenizer folder
   # The teacher that held-out evaluation compares with (KL, its accuracy): the
   # step's teacher, or one loaded only to initialise the student when
@@ -157,6 +161,8 @@ def build(config, devices=None, teacher_params=None) -> Run:
     params = jax.jit(random_student, out_shardings=student_shardings)(
         jax.random.fold_in(root, 1))
   eval_teacher_params = teacher_params if config.eval_teacher else None
+  eval_teacher_shardings = (teacher_shardings if eval_teacher_params is not None
+                            else None)
   if not loss_cfg.needs_teacher:
     teacher_params, teacher_shardings = None, None
 
@@ -192,10 +198,20 @@ def build(config, devices=None, teacher_params=None) -> Run:
                                      batch_sharding),
                        out_shardings=(state_shardings, replicated),
                        donate_argnums=(0,))
+  eval_fn = make_eval_step(step_cfg)
+
+  def eval_under_mesh(*args):
+    with sharding.constraints(mesh):
+      return eval_fn(*args)
+
+  eval_step = jax.jit(eval_under_mesh,
+                      in_shardings=(student_shardings, eval_teacher_shardings,
+                                    batch_sharding),
+                      out_shardings=replicated)
   return Run(config=config, mesh=mesh, step_config=step_cfg,
              teacher_params=teacher_params, teacher_shardings=teacher_shardings,
              state=state, state_shardings=state_shardings,
              batch_sharding=batch_sharding, frozen=frozen, tx=tx,
              lr_schedule=lr_schedule, train_step=train_step,
              teacher_tokenizer=teacher_tokenizer,
-             eval_teacher_params=eval_teacher_params)
+             eval_teacher_params=eval_teacher_params, eval_step=eval_step)

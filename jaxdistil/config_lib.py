@@ -40,6 +40,10 @@ def default_config() -> ml_collections.ConfigDict:
                                    # to split a run into jobs; 0: total_steps
   c.checkpoint_every = 1000        # steps
   c.eval_every = 500               # steps (0: never)
+  # Metrics are fetched from the devices (and written) every log_every steps,
+  # and before each evaluation and checkpoint; a non-finite loss is caught
+  # within this many steps, never after a checkpoint of it.
+  c.log_every = 10
   c.eval_batches = 4               # held-out batches per evaluation
   # Evaluation also measures KL to the teacher and the teacher's accuracy
   # whenever a teacher is loaded, even one the loss does not use (an MLM-only
@@ -348,6 +352,8 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
       fail(str(e))
   if c.micro_batches < 1:
     fail(f'micro_batches={c.micro_batches} must be >= 1')
+  if c.log_every < 1:
+    fail(f'log_every={c.log_every} must be >= 1 (steps between metric fetches)')
   if c.total_steps < 1:
     fail(f'total_steps={c.total_steps} must be >= 1')
   data_parallel = mesh_shape[0] * mesh_shape[1]

@@ -279,7 +279,7 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
         task, glue_data, bert_cfg, params, tokenizer, seeds=seeds,
         epochs=g.epochs, lr=g.learning_rate, batch_size=g.batch_size,
         max_len=g.max_len, max_train_examples=g.max_train_examples or None,
-        progress=progress)
+        length_buckets=g.length_buckets, progress=progress)
     out.update(model=name, wall_seconds=round(time.perf_counter() - start, 1),
                machine=machine())
     results.put(out, 'glue', name, f'{task.name}.json')

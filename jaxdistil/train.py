@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
@@ -34,7 +35,7 @@ from ml_collections import config_flags
 from jaxdistil import build, checkpoint, flops, fs, sharding
 from jaxdistil.inputs import SyntheticData, make_data, schedule_epochs
 from jaxdistil.config_lib import ConfigError
-from jaxdistil.step import make_eval_step, summarize_eval
+from jaxdistil.step import summarize_eval
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
                                           lock_config=True)
@@ -53,15 +54,40 @@ class TrainError(RuntimeError):
   """A run that cannot go on; one line names the problem."""
 
 
-def evaluate(run, eval_step, config, params) -> dict:
-  """Means over `config.eval_batches` held-out batches (the same every time)."""
+def fetch(tree):
+  """Device -> host: the one way train reads values back (counted in tests)."""
+  return jax.device_get(tree)
+
+
+def evaluate(run, config, params) -> dict:
+  """Means over `config.eval_batches` held-out batches (the same every time),
+  summed on the devices and fetched once."""
   data = make_data(config, None, split='eval')
   total = None
   for _ in range(config.eval_batches):
     batch = sharding.global_batch(next(data), run.mesh)
-    sums = jax.device_get(eval_step(params, run.eval_teacher_params, batch))
-    total = sums if total is None else jax.tree.map(lambda a, b: a + b, total, sums)
-  return summarize_eval(total)
+    sums = run.eval_step(params, run.eval_teacher_params, batch)
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  return summarize_eval(fetch(total))
+
+
+def check_finite(row: dict, step: int, skips: dict, config, last_saved: int,
+                 workdir: str) -> None:
+  """Stop (TrainError, one line) on a non-finite loss, or on more skipped
+  non-finite steps in a row than `max_skipped_steps`; count the skips."""
+  if row.get('skipped'):
+    skips['total'] += 1
+    skips['in_a_row'] += 1
+    if skips['in_a_row'] > config.max_skipped_steps:
+      raise TrainError(f'{skips["in_a_row"]} non-finite steps in a row up to step '
+                       f'{step}: stopped; the last good checkpoint is step '
+                       f'{last_saved} in {workdir}/checkpoints')
+  elif not np.isfinite(row['loss']):
+    raise TrainError(f'non-finite loss {row["loss"]} at step {step}: stopped; the '
+                     f'last good checkpoint is step {last_saved} in '
+                     f'{workdir}/checkpoints')
+  else:
+    skips['in_a_row'] = 0
 
 
 class Writer:
@@ -239,56 +265,73 @@ def train(config, workdir: str) -> dict:
   signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
 
   # ---- the loop --------------------------------------------------------------
+  # Metrics stay on the devices and are fetched every `log_every` steps (and
+  # before every evaluation and checkpoint), so the host never waits for a step
+  # before it queues the next. A non-finite loss is therefore seen within
+  # log_every steps of happening, and always before a checkpoint is written.
   writer = Writer(workdir)
-  eval_step = jax.jit(make_eval_step(run.step_config))
   tokens_per_step = config.batch_size * config.max_len    # padding included
   flops_per_step = tokens_per_step * flops.distill_step(
       run.step_config.teacher if run.teacher_params is not None else None,
       run.step_config.student, config.max_len)
   peak = peak_flops(config)
-  metrics, last_saved, skipped_in_a_row, skipped = {}, start, 0, 0
+  metrics, last_saved = {}, start
+  skips = {'in_a_row': 0, 'total': 0}
+  pending = []                      # (step, device metrics) not yet fetched
   bar = None
   if jax.process_index() == 0:
     from tqdm import tqdm
     bar = tqdm(total=config.total_steps, initial=start, desc='train',
                unit=' steps', file=sys.stderr)
-  t0 = time.perf_counter()
+  clock = {'t': time.perf_counter()}
+
+  def flush(params=None) -> dict:
+    """Fetch the pending steps' metrics in one transfer, check them, log them;
+    with `params`, evaluate them (after the checks) with the last step's row.
+    Step times are the window's mean: without a sync per step there is no
+    time of one step."""
+    if not pending:
+      return {}
+    fetched = fetch([m for _, m in pending])
+    elapsed = (time.perf_counter() - clock['t']) / len(fetched)
+    rows = []
+    for (step, _), values in zip(pending, fetched):
+      row = {k: float(v) for k, v in values.items()}
+      check_finite(row, step, skips, config, last_saved, workdir)
+      row.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed,
+                 real_tokens_per_s=row['tokens'] / elapsed,
+                 mfu=flops_per_step / elapsed / peak)
+      if config.nonfinite == 'skip':
+        row['skipped_steps'] = skips['total']
+      rows.append((step, row))
+    if params is not None:
+      rows[-1][1].update(evaluate(run, config, params))
+    for step, row in rows:
+      writer.write(step, row)
+    pending.clear()
+    clock['t'] = time.perf_counter()     # evaluation time is not step time
+    if bar is not None:
+      bar.set_postfix(loss=f'{rows[-1][1]["loss"]:.3f}')
+    return rows[-1][1]
+
   try:
     end = min(config.stop_at, config.total_steps) if config.stop_at else (
         config.total_steps)
     for step in range(start, end):
       batch = sharding.global_batch(next(data), run.mesh)
-      state, metrics = run.train_step(state, run.teacher_params, batch)
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if metrics.get('skipped'):
-        skipped += 1
-        skipped_in_a_row += 1
-        if skipped_in_a_row > config.max_skipped_steps:
-          raise TrainError(f'{skipped_in_a_row} non-finite steps in a row up to step '
-                           f'{step + 1}: stopped; the last good checkpoint is step '
-                           f'{last_saved} in {workdir}/checkpoints')
-      elif not np.isfinite(metrics['loss']):
-        raise TrainError(f'non-finite loss {metrics["loss"]} at step {step + 1}: '
-                         f'stopped; the last good checkpoint is step {last_saved} '
-                         f'in {workdir}/checkpoints')
-      else:
-        skipped_in_a_row = 0
+      state, step_metrics = run.train_step(state, run.teacher_params, batch)
       done = step + 1
-      elapsed = time.perf_counter() - t0
-      t0 = time.perf_counter()
-      metrics.update(step_s=elapsed, tokens_per_s=tokens_per_step / elapsed,
-                     real_tokens_per_s=metrics['tokens'] / elapsed,
-                     mfu=flops_per_step / elapsed / peak)
-      if config.nonfinite == 'skip':
-        metrics['skipped_steps'] = skipped
-      if config.eval_every and (done % config.eval_every == 0
-                                or done == config.total_steps):
-        metrics.update(evaluate(run, eval_step, config, state.params))
-      writer.write(done, metrics)
+      pending.append((done, step_metrics))
       if bar is not None:
         bar.update(1)
-        bar.set_postfix(loss=f'{metrics["loss"]:.3f}')
-      if done % config.checkpoint_every == 0 or done == end or stop['now']:
+      evaluate_now = config.eval_every and (done % config.eval_every == 0
+                                            or done == config.total_steps)
+      save_now = done % config.checkpoint_every == 0 or done == end or stop['now']
+      if evaluate_now:
+        metrics = flush(state.params)
+      elif save_now or done % config.log_every == 0:
+        metrics = flush() or metrics
+      if save_now:
         try:
           checkpoint.save(mgr, done, state, data.position)
         except Exception as e:  # a full disk: earlier checkpoints stay usable

@@ -1,0 +1,137 @@
+"""The train loop in process (fast): metrics fetched every `log_every` steps and
+not on every step, a non-finite loss caught within that window and never
+checkpointed, and a run killed mid-way that resumes to the uninterrupted result
+bit for bit."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import tiny_config, to_numpy
+from jaxdistil import build, checkpoint, train
+
+
+def config(**kw):
+  c = tiny_config(**{'data': 'synthetic', 'total_steps': 12, 'eval_every': 0,
+                     'checkpoint_every': 6, 'log_every': 4,
+                     'peak_flops_per_device': 1e10})
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+@pytest.fixture
+def fetches(monkeypatch):
+  calls = []
+  real = train.fetch
+
+  def counting(tree):
+    calls.append(len(jax.tree.leaves(tree)))
+    return real(tree)
+  monkeypatch.setattr(train, 'fetch', counting)
+  return calls
+
+
+def rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_metrics_are_fetched_every_log_every_steps_not_every_step(tmp_path, fetches):
+  w = str(tmp_path / 'w')
+  train.train(config(), w)
+  # Flushes at 4, 6 (checkpoint), 8, 12 (checkpoint): 4 transfers for 12 steps.
+  assert len(fetches) == 4
+  logged = rows(w)
+  assert [r['step'] for r in logged] == list(range(1, 13))
+  assert all(np.isfinite(r['loss']) and r['step_s'] > 0 for r in logged)
+
+
+def test_evaluations_add_one_fetch_each(tmp_path, fetches):
+  w = str(tmp_path / 'w')
+  train.train(config(eval_every=6, eval_batches=2), w)
+  # 4, 6 (+ its evaluation), 8, 12 (+ its evaluation).
+  assert len(fetches) == 6
+  evals = [r for r in rows(w) if 'eval/mlm_accuracy' in r]
+  assert [r['step'] for r in evals] == [6, 12]
+
+
+def with_nan_loss_at(monkeypatch, bad_step):
+  real_build = build.build
+
+  def patched(c, *a, **kw):
+    run = real_build(c, *a, **kw)
+    step_fn = run.train_step
+
+    def poisoned(state, teacher, batch):
+      new, m = step_fn(state, teacher, batch)
+      m = dict(m, loss=jnp.where(new.step == bad_step, jnp.nan, m['loss']))
+      return new, m
+    run.train_step = poisoned
+    return run
+  monkeypatch.setattr(build, 'build', patched)
+
+
+def test_a_nan_loss_is_caught_within_the_window_and_never_saved(tmp_path,
+                                                                monkeypatch):
+  with_nan_loss_at(monkeypatch, 7)
+  w = str(tmp_path / 'w')
+  with pytest.raises(train.TrainError) as info:
+    train.train(config(log_every=4, checkpoint_every=2), w)
+  msg = str(info.value)
+  # Step 7 is fetched at step 8's flush, before step 8's checkpoint.
+  assert 'non-finite loss nan at step 7' in msg and 'checkpoint is step 6' in msg
+  mgr = checkpoint.manager(w)
+  assert sorted(mgr.all_steps()) == [2, 4, 6]
+  assert max(r['step'] for r in rows(w)) == 6
+
+
+class Killed(Exception):
+  pass
+
+
+def test_killed_mid_run_then_rerun_equals_the_uninterrupted_run(tmp_path,
+                                                                monkeypatch):
+  c = config(total_steps=10, checkpoint_every=4, log_every=3)
+  whole = train.train(c, str(tmp_path / 'whole'))
+
+  real_make_data = train.make_data
+
+  def dying_data(cfg, position, split='train'):
+    data = real_make_data(cfg, position, split)
+    if split != 'train':
+      return data
+    real_next = type(data).__next__
+
+    class Dying(type(data)):
+      def __next__(self):
+        if self.position['step'] >= 6:      # killed while on step 7
+          raise Killed()
+        return real_next(self)
+    data.__class__ = Dying
+    return data
+
+  w = str(tmp_path / 'killed')
+  monkeypatch.setattr(train, 'make_data', dying_data)
+  with pytest.raises(Killed):
+    train.train(config(total_steps=10, checkpoint_every=4, log_every=3), w)
+  assert sorted(checkpoint.manager(w).all_steps()) == [4]
+  monkeypatch.setattr(train, 'make_data', real_make_data)
+  resumed = train.train(config(total_steps=10, checkpoint_every=4, log_every=3), w)
+  assert resumed['step'] == 10
+  a, b = to_numpy(whole['state'].params), to_numpy(resumed['state'].params)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  for x, y in zip(jax.tree.leaves(to_numpy(whole['state'].opt_state)),
+                  jax.tree.leaves(to_numpy(resumed['state'].opt_state))):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_log_every_below_one_is_refused():
+  from jaxdistil.config_lib import ConfigError
+  with pytest.raises(ConfigError, match='log_every=0 must be >= 1'):
+    build.build(config(log_every=0))
