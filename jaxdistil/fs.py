@@ -8,7 +8,7 @@ filesystem are raised as the `OSError` subclasses that callers already catch
 (`FileNotFoundError`, `FileExistsError`, `PermissionError`, else `OSError`).
 
 What a remote store cannot do: append to a file (a GCS object is written whole;
-see `train.Writer`), or rename a directory (`gfile.rename` moves single files on
+see `metrics_writer.Writer`), or rename a directory (`gfile.rename` moves single files on
 GCS; `copy_tree` then `rmtree` instead). A single object write is atomic there:
 readers see the old object or the new one, never half of one.
 """

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxdistil import checkpoint, fs
+from jaxdistil import checkpoint, fs, metrics_writer
 
 
 def ram_root() -> str:
@@ -213,7 +213,7 @@ def test_model_dir_reads_a_remote_workdir_description(root):
   assert model_dir.has_tokenizer(fs.join(root, 'tokenizer'))
 
 
-# ---- train: Writer, describe_workdir, export_student, the whole run ----------
+# ---- metrics_writer.Writer; train: describe_workdir, export_student, the whole run ----------
 
 
 def lines(path_or_text):
@@ -222,10 +222,9 @@ def lines(path_or_text):
 
 
 def test_writer_remote_keeps_jsonl_locally_and_uploads_on_sync(local_tmp):
-  from jaxdistil import train
   workdir = ram_root()
   remote = fs.join(workdir, 'metrics.jsonl')
-  writer = train.Writer(workdir)
+  writer = metrics_writer.Writer(workdir)
   local = writer.path
   assert local == os.path.join(fs.local_cache(workdir), 'metrics.jsonl')
   assert local.startswith(str(local_tmp))
@@ -243,14 +242,14 @@ def test_writer_remote_keeps_jsonl_locally_and_uploads_on_sync(local_tmp):
   assert events and all(e.startswith('events.out.tfevents') for e in events)
 
   # A rerun on the same VM appends to the local file.
-  writer = train.Writer(workdir)
+  writer = metrics_writer.Writer(workdir)
   writer.write(3, {'loss': 0.9})
   writer.close()
   assert [r['step'] for r in lines(fs.read_text(remote))] == [1, 2, 3, 3]
 
   # A new VM (no local file) starts from the remote copy.
   os.remove(local)
-  writer = train.Writer(workdir)
+  writer = metrics_writer.Writer(workdir)
   writer.write(4, {'loss': 0.8})
   writer.sync()
   assert [r['step'] for r in lines(fs.read_text(remote))] == [1, 2, 3, 3, 4]
@@ -259,8 +258,7 @@ def test_writer_remote_keeps_jsonl_locally_and_uploads_on_sync(local_tmp):
 
 
 def test_writer_local_is_unchanged(tmp_path, local_tmp):
-  from jaxdistil import train
-  writer = train.Writer(str(tmp_path))
+  writer = metrics_writer.Writer(str(tmp_path))
   assert writer.path == os.path.join(str(tmp_path), 'metrics.jsonl')
   writer.write(1, {'loss': 2.0})
   writer.sync()                    # nothing to upload
