@@ -27,12 +27,16 @@ from jaxdistil.step import (StepConfig, TrainState, create_state, make_eval_step
 
 @dataclasses.dataclass
 class Run:
-  config: Any
+  config: Any                         # the config as built (a loaded teacher's shape)
   mesh: Mesh
   step_config: StepConfig
   teacher_params: Any                 # None for teacher-free MLM training
   teacher_shardings: Any
-  state: TrainState
+  # The train state's shapes, dtypes and shardings (jax.ShapeDtypeStruct), for
+  # a restore; `init_state()` builds the fresh state (the student copied from
+  # the teacher, the optimizer initialised) only when there is none to restore.
+  abstract_state: TrainState
+  init_state: Callable
   state_shardings: TrainState
   batch_sharding: NamedSharding
   frozen: Any
@@ -47,6 +51,14 @@ class Run:
   # step's teacher, or one loaded only to initialise the student when
   # `config.eval_teacher` keeps it (an MLM-only baseline); else None.
   eval_teacher_params: Any = None
+  _state: Any = None
+
+  @property
+  def state(self) -> TrainState:
+    """A fresh train state, built on first use (then the same object)."""
+    if self._state is None:
+      self._state = self.init_state()
+    return self._state
 
 def resolve_mesh(config, devices=None, validate: bool = True) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
@@ -111,8 +123,12 @@ def build(config, devices=None, teacher_params=None) -> Run:
 
   `teacher_params` (a params tree for `config.model.teacher`) overrides
   `config.teacher`; otherwise `config.teacher` is loaded (`load_teacher`) or,
-  when it is 'random', initialised randomly.
+  when it is 'random', initialised randomly. `config` is not changed: the
+  config as built (with a loaded teacher's shape) is `Run.config`. Nothing of
+  the student or the optimizer is computed here: `Run.abstract_state` is their
+  shapes, and `Run.init_state()` (or `Run.state`) computes them.
   """
+  config = config.copy_and_resolve_references()
   needs_teacher = (config_lib.loss_config(config).needs_teacher
                    or config.student_init.source == 'teacher')
   loads_teacher = (teacher_params is None and needs_teacher
@@ -143,23 +159,24 @@ def build(config, devices=None, teacher_params=None) -> Run:
   elif teacher_params is not None:
     teacher_params = jax.device_put(teacher_params, teacher_shardings)
 
-  # Student: copied from the teacher's layers, or random.
+  # Student: copied from the teacher's layers, or random (in init_state).
   abstract_student, student_shardings = _sharded_params(student_cfg, mesh)
   if config.student_init.source == 'teacher':
     layer_map = config_lib.layer_map(config)
-    params = jax.jit(
+    init_params = jax.jit(
         lambda t: student_init.init_from_teacher(
             t, teacher_cfg, student_cfg, layer_map,
             config.student_init.fold_token_type),
-        out_shardings=student_shardings)(teacher_params)
+        out_shardings=student_shardings)
+    student_source = teacher_params
   else:
     def random_student(key):
       p = bert.init(student_cfg, key)
       if config.student_init.random_positions == 'sinusoidal':
         p = student_init.with_sinusoidal_positions(p, student_cfg)
       return p
-    params = jax.jit(random_student, out_shardings=student_shardings)(
-        jax.random.fold_in(root, 1))
+    init_params = jax.jit(random_student, out_shardings=student_shardings)
+    student_source = jax.random.fold_in(root, 1)
   eval_teacher_params = teacher_params if config.eval_teacher else None
   eval_teacher_shardings = (teacher_shardings if eval_teacher_params is not None
                             else None)
@@ -181,8 +198,15 @@ def build(config, devices=None, teacher_params=None) -> Run:
       opt_state=sharding.shardings_like_params(abstract_opt, student_shardings,
                                                abstract_student, mesh),
       rng=replicated)
-  state = jax.jit(lambda p: create_state(p, tx, config.seed),
-                  out_shardings=state_shardings, donate_argnums=0)(params)
+  make_state = jax.jit(lambda p: create_state(p, tx, config.seed),
+                       out_shardings=state_shardings, donate_argnums=0)
+
+  def init_state() -> TrainState:
+    return make_state(init_params(student_source))
+
+  abstract_state = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      jax.eval_shape(init_state), state_shardings)
 
   batch_sharding = sharding.batch_sharding(mesh)
   step_fn = make_train_step(step_cfg, tx, lr_schedule, frozen,
@@ -210,7 +234,8 @@ def build(config, devices=None, teacher_params=None) -> Run:
                       out_shardings=replicated)
   return Run(config=config, mesh=mesh, step_config=step_cfg,
              teacher_params=teacher_params, teacher_shardings=teacher_shardings,
-             state=state, state_shardings=state_shardings,
+             abstract_state=abstract_state, init_state=init_state,
+             state_shardings=state_shardings,
              batch_sharding=batch_sharding, frozen=frozen, tx=tx,
              lr_schedule=lr_schedule, train_step=train_step,
              teacher_tokenizer=teacher_tokenizer,

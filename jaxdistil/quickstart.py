@@ -131,7 +131,7 @@ def run(workdir: str, text: str | None = None, train_teacher: bool = False,
         convert.export(m.config, jax.device_get(m.params), save_teacher,
                        tokenizer_dir=m.tokenizer_dir)
     else:
-      tcfg = config_lib.teacher_config(config)
+      tcfg = config_lib.teacher_config(out['config'])
       results['teacher_model'] = {
           'source': teacher, 'layers': tcfg.num_layers,
           'params': bert.param_count(jax.eval_shape(

@@ -178,23 +178,28 @@ def peak_flops(config) -> float:
 
 
 def train(config, workdir: str) -> dict:
+  """Train (or resume) `config` in `workdir`; `config` itself is not changed
+  (the result's 'config' is the one run: epochs and the teacher's shape in)."""
+  config = config.copy_and_resolve_references()
   # ---- data first: with num_epochs it sets the schedule's length ------------
   data = make_data(config, None)
   schedule_epochs(config, data)
 
   # ---- models, mesh, sharded state and the jitted step ----------------------
   run = build.build(config)
+  config = run.config                       # with the loaded teacher's shape
   if hasattr(data, 'check_vocab_size'):     # the teacher may set the vocabulary
     data.check_vocab_size(config.model.teacher.vocab_size)
   fs.makedirs(workdir)
   mgr = checkpoint.manager(workdir)
 
   # ---- restore (this workdir's latest checkpoint) or start fresh ------------
-  state, start = run.state, 0
-  restored = checkpoint.restore(mgr, run.state, run.state_shardings)
+  restored = checkpoint.restore(mgr, run.abstract_state, run.state_shardings)
   if restored is not None:
     state, position, start = restored
     data.position = dict(position)
+  else:
+    state, start = run.init_state(), 0
   describe_workdir(run, config, workdir)
 
   # ---- preemption: SIGTERM saves where we are and exits cleanly -------------
@@ -292,7 +297,8 @@ def train(config, workdir: str) -> dict:
     if jax.process_index() == 0:
       # The run is complete: launch/babysit.sh stops re-creating the TPU on this.
       fs.write_text(fs.join(workdir, 'DONE'), f'{last_saved}\n')
-  return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf}
+  return {'state': state, 'metrics': metrics, 'step': last_saved, 'hf': hf,
+          'config': config}
 
 
 def init_distributed() -> None:

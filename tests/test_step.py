@@ -120,6 +120,7 @@ def test_key_bias_gradient_is_round_off():
 def test_step_compiles_once():
   c = tiny_config()
   run = build.build(c)
+  run.state                  # built on first use: its own compiles come first
   events = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda name, *a, **kw: events.append(name))

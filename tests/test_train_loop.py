@@ -135,3 +135,29 @@ def test_log_every_below_one_is_refused():
   from jaxdistil.config_lib import ConfigError
   with pytest.raises(ConfigError, match='log_every=0 must be >= 1'):
     build.build(config(log_every=0))
+
+
+def test_build_neither_mutates_its_config_nor_builds_a_state_to_restore_into(
+    tmp_path, monkeypatch):
+  c = config(total_steps=4, checkpoint_every=2)
+  before = c.to_json_best_effort()
+  run = build.build(c)
+  assert c.to_json_best_effort() == before
+  assert run._state is None                       # nothing built yet
+  assert all(isinstance(x, jax.ShapeDtypeStruct)
+             for x in jax.tree.leaves(run.abstract_state))
+  w = str(tmp_path / 'w')
+  train.train(c, w)
+  assert c.to_json_best_effort() == before
+  # A resume restores into the abstract state: the fresh one is never built.
+  calls = []
+  real_build = build.build
+
+  def counting_build(*a, **kw):
+    r = real_build(*a, **kw)
+    real_init = r.init_state
+    r.init_state = lambda: calls.append(1) or real_init()
+    return r
+  monkeypatch.setattr(build, 'build', counting_build)
+  out = train.train(config(total_steps=6, checkpoint_every=2), w)
+  assert out['step'] == 6 and calls == []
