@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, flops, losses, synthetic
+from jaxdistil import build, flops, losses, memory_fit, synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.models import bert
 
@@ -169,8 +169,10 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
   # one after the timed steps, so MFU is judged against the best it reached.
   mm_before = matmul_rate(config.dtype, matmul_n)
   t = time.perf_counter()
-  compiled = run.train_step.lower(run.state, run.teacher_params, batch).compile()
+  compiled = run.train_step.lower(run.abstract_state, run.teacher_params,
+                                  batch).compile()
   compile_s = time.perf_counter() - t
+  memory_fit.check(compiled, config, 'the benchmarked step')   # one line if not
   memory = compiled.memory_analysis()
 
   state = run.state
@@ -240,24 +242,14 @@ def memory(config) -> dict:
                                                       sharding=run.batch_sharding),
                        batch)
   t = time.perf_counter()
-  compiled = run.train_step.lower(run.state, run.teacher_params, batch).compile()
+  compiled = run.train_step.lower(run.abstract_state, run.teacher_params,
+                                  batch).compile()
   compile_s = time.perf_counter() - t
-  m = compiled.memory_analysis()
-  size = lambda name: int(getattr(m, name, 0) or 0)
   out = {
       'devices': len(run.mesh.devices.flat), 'mesh': dict(run.mesh.shape),
       'dtype': config.dtype, 'batch_size': config.batch_size,
       'max_len': config.max_len, 'micro_batches': config.micro_batches,
-      'compile_s': compile_s,
-      'argument_bytes': size('argument_size_in_bytes'),
-      'output_bytes': size('output_size_in_bytes'),
-      'alias_bytes': size('alias_size_in_bytes'),
-      'temp_bytes': size('temp_size_in_bytes'),
-      'generated_code_bytes': size('generated_code_size_in_bytes'),
-  }
-  # Donated state aliases its output: count it once.
-  out['total_bytes_per_device'] = (out['argument_bytes'] + out['output_bytes']
-                                   - out['alias_bytes'] + out['temp_bytes'])
+      'compile_s': compile_s, **memory_fit.step_bytes(compiled)}
   return out
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, checkpoint, flops, fs, sharding
+from jaxdistil import build, checkpoint, flops, fs, memory_fit, sharding
 from jaxdistil.metrics_writer import Writer
 from jaxdistil.inputs import SyntheticData, make_data, schedule_epochs
 from jaxdistil.config_lib import ConfigError
@@ -259,9 +259,16 @@ def train(config, workdir: str) -> dict:
   try:
     end = min(config.stop_at, config.total_steps) if config.stop_at else (
         config.total_steps)
+    first = []
+    if start < end:
+      # Compiled before the first step on that step's batch, so that a step
+      # that cannot fit in memory stops here, in one line, with nothing run.
+      first = [sharding.global_batch(next(data), run.mesh)]
+      train_step = memory_fit.compile_checked(
+          run.train_step, (state, run.teacher_params, first[0]), config)
     for step in range(start, end):
-      batch = sharding.global_batch(next(data), run.mesh)
-      state, step_metrics = run.train_step(state, run.teacher_params, batch)
+      batch = first.pop() if first else sharding.global_batch(next(data), run.mesh)
+      state, step_metrics = train_step(state, run.teacher_params, batch)
       done = step + 1
       pending.append((done, step_metrics))
       if bar is not None:

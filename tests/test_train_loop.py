@@ -71,7 +71,7 @@ def with_nan_loss_at(monkeypatch, bad_step):
       new, m = step_fn(state, teacher, batch)
       m = dict(m, loss=jnp.where(new.step == bad_step, jnp.nan, m['loss']))
       return new, m
-    run.train_step = poisoned
+    run.train_step = jax.jit(poisoned, donate_argnums=(0,))
     return run
   monkeypatch.setattr(build, 'build', patched)
 
@@ -161,3 +161,30 @@ def test_build_neither_mutates_its_config_nor_builds_a_state_to_restore_into(
   monkeypatch.setattr(build, 'build', counting_build)
   out = train.train(config(total_steps=6, checkpoint_every=2), w)
   assert out['step'] == 6 and calls == []
+
+
+def test_a_step_that_cannot_fit_is_one_line_before_any_step(tmp_path, monkeypatch):
+  from jaxdistil import memory_fit
+  from jaxdistil.config_lib import ConfigError
+  monkeypatch.setattr(memory_fit, 'available_bytes', lambda device=None: 1 << 10)
+  w = str(tmp_path / 'w')
+  with pytest.raises(ConfigError) as info:
+    train.train(config(batch_size=16, micro_batches=2), w)
+  msg = str(info.value)
+  assert '\n' not in msg and 'GiB per device' in msg and '0.0 GiB is free' in msg
+  assert 'batch_size=16 / micro_batches=2 = 8' in msg and 'max_len=' in msg
+  assert 'mesh.fsdp' in msg
+  metrics = os.path.join(w, 'metrics.jsonl')
+  assert not os.path.exists(metrics) or os.path.getsize(metrics) == 0
+  assert checkpoint.manager(w).all_steps() == []
+
+
+def test_step_bytes_counts_the_donated_state_once():
+  from jaxdistil import memory_fit
+  f = jax.jit(lambda x, y: (x + 1.0, (x @ y).sum()), donate_argnums=0)
+  x = jnp.ones((256, 256), jnp.float32)
+  m = memory_fit.step_bytes(f.lower(x, x).compile())
+  assert m['argument_bytes'] >= 2 * 256 * 256 * 4
+  assert m['total_bytes_per_device'] == (m['argument_bytes'] + m['output_bytes']
+                                         - m['alias_bytes'] + m['temp_bytes'])
+  assert memory_fit.available_bytes() > 0
