@@ -85,6 +85,7 @@ def input_rate(config, directory: str, seconds: float) -> dict:
     batches += 1
     real += int(b['attention_mask'].sum())
   elapsed = time.perf_counter() - start
+  p.close()
   rows, length = b['input_ids'].shape
   total = batches * rows * length
   return {'input_tokens_per_s': total / elapsed,
@@ -158,6 +159,7 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
     source = real_batches(config, data)
     batches = [jax.device_put(next(source), run.batch_sharding)
                for _ in range(steps + 1)]
+    source.close()
   else:
     rng = np.random.default_rng(config.seed)
     batches = [jax.device_put(synthetic.random_batch(

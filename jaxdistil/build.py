@@ -118,6 +118,15 @@ def load_teacher(config, mesh: Mesh):
   return loaded
 
 
+def _under_mesh(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn` traced with the mesh's logical-axis rules in force (its sharding
+  constraints resolve against `mesh`)."""
+  def traced(*args):
+    with sharding.constraints(mesh):
+      return fn(*args)
+  return traced
+
+
 def build(config, devices=None, teacher_params=None) -> Run:
   """Validate the config, then build everything up to the compiled-on-call step.
 
@@ -213,22 +222,12 @@ def build(config, devices=None, teacher_params=None) -> Run:
                             micro_sharding=NamedSharding(mesh,
                                                          P(None, sharding.BATCH_AXES)))
 
-  def traced_under_mesh(*args):
-    with sharding.constraints(mesh):
-      return step_fn(*args)
-
-  train_step = jax.jit(traced_under_mesh,
+  train_step = jax.jit(_under_mesh(step_fn, mesh),
                        in_shardings=(state_shardings, teacher_shardings,
                                      batch_sharding),
                        out_shardings=(state_shardings, replicated),
                        donate_argnums=(0,))
-  eval_fn = make_eval_step(step_cfg)
-
-  def eval_under_mesh(*args):
-    with sharding.constraints(mesh):
-      return eval_fn(*args)
-
-  eval_step = jax.jit(eval_under_mesh,
+  eval_step = jax.jit(_under_mesh(make_eval_step(step_cfg), mesh),
                       in_shardings=(student_shardings, eval_teacher_shardings,
                                     batch_sharding),
                       out_shardings=replicated)

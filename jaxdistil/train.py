@@ -69,6 +69,8 @@ def evaluate(run, config, params) -> dict:
     batch = sharding.global_batch(next(data), run.mesh)
     sums = run.eval_step(params, run.eval_teacher_params, batch)
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  if hasattr(data, 'close'):
+    data.close()
   return summarize_eval(fetch(total))
 
 
@@ -296,6 +298,8 @@ def train(config, workdir: str) -> dict:
       raise TrainError(checkpoint.save_failure(mgr, last_saved, e)) from None
     finally:
       writer.close()
+      if hasattr(data, 'close'):
+        data.close()
       if bar is not None:
         bar.close()   # ends its line, so an error below starts a fresh one
   hf = None

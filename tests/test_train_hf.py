@@ -60,8 +60,10 @@ def test_hf_teacher_distils_and_exports(tmp_path):
   assert result['step'] == 3
   with open(os.path.join(work, 'DONE')) as f:     # complete: babysit.sh stops
     assert f.read().strip() == '3'
-  # The teacher's shape came from its checkpoint.
-  assert config.model.teacher.hidden_size == 48
+  # The teacher's shape came from its checkpoint, into the config as run;
+  # the caller's config is left as it was.
+  assert result['config'].model.teacher.hidden_size == 48
+  assert config.model.teacher.hidden_size == 32
   with open(os.path.join(work, 'model.json')) as f:
     meta = json.load(f)
   assert meta['student']['hidden_size'] == 48 and meta['student']['num_layers'] == 1

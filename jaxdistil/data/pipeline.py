@@ -205,6 +205,15 @@ class Pipeline:
   def __iter__(self):
     return self
 
+  def close(self) -> None:
+    """Stops the tf.data iterator and its prefetch threads now. An iterator
+    left to interpreter shutdown can hang it: its threads call back into
+    Python (`numpy_function`) while Python is finalising. The position is
+    kept: the next batch rebuilds the iterator there."""
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
+
   def __next__(self) -> dict:
     if self._iterator is None:
       self._iterator = self._build()
