@@ -273,14 +273,15 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   # teacher's head and that student are trained again.
   import shutil
   shutil.rmtree(work)
-  (res / 'glue' / 'no_cos' / 'CoLA.json').unlink()
+  (res / 'glue' / 'no_cos' / 'SST-2.json').unlink()
   third = cli(*args)
   assert third.returncode == 0, third.stderr[-3000:]
   trained = [l for l in third.stderr.splitlines() if 'training in' in l]
   assert [l.split(':')[1].strip() for l in trained] == ['teacher', 'no_cos']
   builds = json.loads((res / 'teacher.json').read_text())['builds']
   assert len(builds) == 2
-  assert (res / 'glue' / 'no_cos' / 'CoLA.json').is_file()
+  assert (res / 'glue' / 'no_cos' / 'SST-2.json').is_file()
+  assert not (res / 'glue' / 'teacher' / 'CoLA.json').exists()   # not in tiny
 
 
 def test_train_with_a_headless_teacher_names_the_commands_that_work(tmp_path):
