@@ -64,14 +64,6 @@ def cli(*args):
                         capture_output=True, text=True, cwd=ROOT, timeout=1500)
 
 
-def one_line_error(proc, *needles):
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith('jaxdistil.replicate:')]
-  assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-  for n in needles:
-    assert n in lines[0], lines[0]
-
-
 # ---------------------------------------------------------------------------
 # Bad input: one line each, before any work
 
