@@ -27,7 +27,7 @@ Same work as `python -m jaxdistil.bench` with the same flags:
   AdamW (betas, eps, learning rate schedule: linear warm-up then linear decay;
   weight decay on matrices only) as `jaxdistil.optim`.
 - random weights and the same random full-length masked batch as ours
-  (`jaxdistil.synthetic.random_batch` with the config's seed), reused each step.
+  (`jaxdistil.data.synthetic.random_batch` with the config's seed), reused each step.
 
 `--data=DIR` (a directory of `python -m jaxdistil.prepare`) times real text the
 way the reference DistilBERT code (transformers
@@ -100,7 +100,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from jaxdistil import config_lib, flops, synthetic
+from jaxdistil import config_lib, flops
+from jaxdistil.data import synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.losses import LossConfig
 from jaxdistil.models.bert import BertConfig
@@ -355,7 +356,7 @@ class TorchDistiller:
 
 
 # --------------------------------------------------------------------------
-# Real text: a prepared directory (jaxdistil.data.prepare), batched as the
+# Real text: a prepared directory (jaxdistil.data.corpus), batched as the
 # reference DistilBERT code batches with `--group_by_size`, masked as it masks.
 
 def read_tfrecord_payloads(path: str, wanted=None) -> list[bytes]:

@@ -28,12 +28,12 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxdistil import build, flops, losses, memory_fit, synthetic
+from jaxdistil import build, flops, losses, memory_fit
+from jaxdistil.data import synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.models import bert
 
@@ -65,10 +65,10 @@ def define_flags() -> None:
 def real_batches(config, directory: str):
   """The training pipeline over `directory`, as `train` builds it from the
   config (packing, masking, max_len), for one process."""
-  from jaxdistil import inputs
+  from jaxdistil.data import batches
   c = config.copy_and_resolve_references()
   c.data = directory
-  data = inputs.make_data(c, None)
+  data = batches.make_data(c, None)
   data.check_vocab_size(c.model.teacher.vocab_size)
   return data
 

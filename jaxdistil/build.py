@@ -12,7 +12,6 @@ gets no gradients, and is never written into checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 import jax

@@ -19,6 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxdistil import fs
+from jaxdistil import workdir as layout
 
 
 class CheckpointError(RuntimeError):
@@ -26,10 +27,7 @@ class CheckpointError(RuntimeError):
 
 
 def directory(workdir: str) -> str:
-  """WORKDIR/checkpoints: made absolute when local, a URL left as it is (orbax
-  reads and writes gs:// itself; abspath would make gs://b/p /cwd/gs:/b/p)."""
-  path = fs.join(workdir, 'checkpoints')
-  return path if fs.is_remote(path) else os.path.abspath(path)
+  return layout.checkpoints(workdir)
 
 
 def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -42,8 +40,9 @@ def manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
 def save(mgr: ocp.CheckpointManager, step: int, state, position: dict) -> None:
   # A copy: the save is asynchronous and the loop keeps advancing the live
   # position dict, which must not leak a later position into this checkpoint.
-  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                         data=ocp.args.JsonSave(dict(position))),
+  mgr.save(step, args=ocp.args.Composite(**{
+      layout.STATE: ocp.args.StandardSave(state),
+      layout.DATA: ocp.args.JsonSave(dict(position))}),
            force=True)
 
 
@@ -76,7 +75,7 @@ def _shape_mismatch(step_dir: str, params) -> str | None:
   from the checkpoint's metadata; None when they agree or it cannot be read."""
   try:
     saved = ocp.PyTreeCheckpointer().metadata(
-        fs.join(step_dir, 'state')).item_metadata.tree['params']
+        fs.join(step_dir, layout.STATE)).item_metadata.tree['params']
   except Exception:  # unreadable: restore() decides what to do with it
     return None
   key = lambda path: tuple(str(getattr(k, 'key', k)) for k in path)
@@ -134,11 +133,12 @@ def restore(mgr: ocp.CheckpointManager, state, shardings):
           f'a new --workdir, or the config that wrote them')
     try:
       out = mgr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+          **{layout.STATE: ocp.args.StandardRestore(abstract),
+             layout.DATA: ocp.args.JsonRestore()}))
     except Exception as e:  # damaged: fall back to the previous checkpoint
       # Moved aside, not deleted: the run will save this step again, and the
       # damaged files stay for whoever wants to look at them.
-      aside = fs.join(fs.dirname(str(mgr.directory)), 'checkpoints_damaged',
+      aside = fs.join(fs.dirname(str(mgr.directory)), layout.DAMAGED,
                       str(step))
       move_aside(step_dir, aside)
       mgr.reload()
@@ -146,7 +146,7 @@ def restore(mgr: ocp.CheckpointManager, state, shardings):
             f'({type(e).__name__}); moved to {aside}, trying the previous one',
             file=sys.stderr)
       continue
-    return out['state'], out['data'], step
+    return out[layout.STATE], out[layout.DATA], step
   if steps:
     raise CheckpointError(f'none of the checkpoints in {mgr.directory} '
                           f'({steps}) can be read: move them aside to start over')

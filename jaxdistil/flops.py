@@ -60,3 +60,13 @@ def distill_step(teacher: BertConfig | None, student: BertConfig,
   """FLOPs per token of one train step (teacher None: teacher-free MLM)."""
   teacher_flops = forward(teacher, seq_len) if teacher is not None else 0
   return teacher_flops + 3 * forward(student, seq_len)
+
+
+def peak_flops(config) -> float:
+  """FLOP/s the devices can do: `config.peak_flops_per_device` when set, else
+  measured once (a matmul in the compute dtype on one device)."""
+  per_device = config.peak_flops_per_device
+  if not per_device:
+    per_device = matmul_rate(config.dtype, 1024, repeats=4)
+  import jax
+  return per_device * jax.device_count()

@@ -244,3 +244,47 @@ def local_cache(url: str) -> str:
   name = re.sub(r'[^A-Za-z0-9._-]+', '_', url).strip('_')[-100:]
   digest = hashlib.sha1(url.encode()).hexdigest()[:8]
   return os.path.join(tempfile.gettempdir(), 'jaxdistil', f'{name}-{digest}')
+
+
+class ExistsError(FileExistsError):
+  """A non-empty output that would be overwritten; the line says what to do."""
+
+
+def refuse_nonempty(path: str, what: str = '--output',
+                    error: type = ExistsError) -> None:
+  """One line (`error`) when local `path` is a file or a non-empty folder."""
+  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    raise error(f'{path} already exists and is not empty: choose a new '
+                      f'{what} (nothing was written)')
+
+
+@contextlib.contextmanager
+def atomic_dir(output: str, overwrite: bool = False, error: type = ExistsError):
+  """Yields a fresh local folder beside `output`; when the block ends without
+  an error it becomes `output` (a rename), else it is deleted. A non-empty
+  `output` is refused first unless `overwrite`, and then replaced only once
+  the new folder is complete, so a crash leaves the old folder or the new one,
+  never half of either."""
+  output = os.path.abspath(output)
+  if not overwrite:
+    refuse_nonempty(output, error=error)
+  parent = os.path.dirname(output)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(output) + '.', dir=parent)
+  try:
+    yield tmp
+    if os.path.exists(output):
+      old = tempfile.mkdtemp(prefix='.' + os.path.basename(output) + '.old.',
+                             dir=parent)
+      os.rmdir(old)
+      os.replace(output, old)
+      os.replace(tmp, output)
+      if os.path.isdir(old):
+        shutil.rmtree(old, ignore_errors=True)
+      else:
+        os.remove(old)
+    else:
+      os.replace(tmp, output)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

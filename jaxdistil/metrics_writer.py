@@ -14,6 +14,7 @@ import sys
 import jax
 
 from jaxdistil import fs
+from jaxdistil import workdir as layout
 
 
 class Writer:
@@ -34,10 +35,10 @@ class Writer:
     if not self.active:
       return
     self.remote = None
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = os.path.join(workdir, layout.METRICS)
     if fs.is_remote(workdir):
-      self.remote = fs.join(workdir, 'metrics.jsonl')
-      self.path = os.path.join(fs.local_cache(workdir), 'metrics.jsonl')
+      self.remote = fs.join(workdir, layout.METRICS)
+      self.path = os.path.join(fs.local_cache(workdir), layout.METRICS)
       os.makedirs(os.path.dirname(self.path), exist_ok=True)
       # Another VM wrote more than this one holds (or this one holds none).
       if fs.exists(self.remote) and (not os.path.exists(self.path) or
@@ -46,7 +47,7 @@ class Writer:
     self.jsonl = open(self.path, 'a')
     import tensorflow as tf     # only for its summary writer
     self._tf = tf
-    self.tb = tf.summary.create_file_writer(fs.join(workdir, 'tensorboard'))
+    self.tb = tf.summary.create_file_writer(fs.join(workdir, layout.TENSORBOARD))
 
   def write(self, step: int, metrics: dict) -> None:
     if not self.active:

@@ -3,7 +3,7 @@
     python -m jaxdistil.prepare --source='../shared/data/corpus/wikipedia/wiki_*' \
         --tokenizer=../shared/data/vocab --max_len=128 --output=data/wiki128
 
-See `jaxdistil.data.prepare` for the output layout. Rerunning on a finished
+See `jaxdistil.data.corpus` for the output layout. Rerunning on a finished
 directory does nothing; an interrupted run resumes where its last shard ended.
 """
 
@@ -14,7 +14,7 @@ import time
 
 from absl import app, flags
 
-from jaxdistil.data import prepare as prepare_lib
+from jaxdistil.data import corpus as corpus_lib
 from jaxdistil.data import tokenizer as tokenizer_lib
 
 _SOURCE = flags.DEFINE_list('source', None, 'Glob(s) of input text files and/or '
@@ -44,13 +44,13 @@ def main(argv):
       raise app.UsageError(f'--{flag.name} is required')
   start = time.perf_counter()
   try:
-    meta = prepare_lib.prepare(_SOURCE.value, _TOKENIZER.value, _MAX_LEN.value,
+    meta = corpus_lib.prepare(_SOURCE.value, _TOKENIZER.value, _MAX_LEN.value,
                                _OUTPUT.value, fmt=_FORMAT.value,
                                shard_size=_SHARD_SIZE.value,
                                max_positions=_MAX_POSITIONS.value,
                                tfds_data_dir=_TFDS_DATA_DIR.value,
                                teacher_vocab_size=_TEACHER_VOCAB.value or None)
-  except (prepare_lib.PrepareError, tokenizer_lib.TokenizerError, ValueError,
+  except (corpus_lib.PrepareError, tokenizer_lib.TokenizerError, ValueError,
           OSError) as e:
     print(f'jaxdistil.prepare: {e}', file=sys.stderr)
     sys.exit(2)

@@ -39,6 +39,8 @@ import time
 
 import argparse
 
+from jaxdistil import workdir as layout
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'quickstart_data')
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'configs', 'quickstart.py')
@@ -74,7 +76,7 @@ def run(workdir: str, text: str | None = None, train_teacher: bool = False,
         save_teacher: str | None = None) -> dict:
   import jax
   from jaxdistil import config_lib, convert, train
-  from jaxdistil.data import prepare
+  from jaxdistil.data import corpus
   from jaxdistil.models import bert
 
   files = sorted(glob.glob(text or os.path.join(DATA, '*.txt.gz')))
@@ -93,7 +95,7 @@ def run(workdir: str, text: str | None = None, train_teacher: bool = False,
   with open(os.path.join(vocab, 'vocab.txt'), encoding='utf-8') as f:
     vocab_size = sum(1 for _ in f)
   data = os.path.join(workdir, 'data')
-  meta = prepare.prepare(files, tokenizer=vocab, max_len=teacher_cfg.max_len,
+  meta = corpus.prepare(files, tokenizer=vocab, max_len=teacher_cfg.max_len,
                          output=data, shard_size=2000, fmt='gutenberg',
                          max_positions=teacher_cfg.model.teacher.max_position_embeddings,
                          teacher_vocab_size=vocab_size)
@@ -121,7 +123,8 @@ def run(workdir: str, text: str | None = None, train_teacher: bool = False,
     evals = {k: v for k, v in out['metrics'].items() if k.startswith('eval/')}
     if not evals:      # finished before: the last logged evaluation
       evals = _last_eval(os.path.join(workdir, stage))
-    results[stage] = dict(evals, step=out['step'], hf=os.path.join(workdir, stage, 'hf'),
+    results[stage] = dict(evals, step=out['step'],
+                          hf=layout.path(workdir, stage, layout.HF),
                           layers=config.model.student.num_layers,
                           params=bert.param_count(out['state'].params))
     if stage == 'teacher':
@@ -155,7 +158,7 @@ def run(workdir: str, text: str | None = None, train_teacher: bool = False,
 
 def _last_eval(workdir: str) -> dict:
   last = {}
-  path = os.path.join(workdir, 'metrics.jsonl')
+  path = os.path.join(workdir, layout.METRICS)
   if os.path.isfile(path):
     with open(path) as f:
       for line in f:
@@ -201,7 +204,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   from jaxdistil.config_lib import ConfigError
   from jaxdistil.convert import ConvertError
-  from jaxdistil.data.prepare import PrepareError
+  from jaxdistil.data.corpus import PrepareError
   from jaxdistil.train import TrainError
   try:
     summary = run(args.workdir, args.text, args.train_teacher, args.teacher_steps,

@@ -41,6 +41,8 @@ import shutil
 import sys
 import time
 
+from jaxdistil import workdir as workdir_layout
+
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'configs', 'replicate.py')
 TABLE1_NAMES = {'teacher': 'Teacher', 'full': 'Student (triple loss)',
@@ -87,7 +89,7 @@ def has_trained_head(teacher: str) -> bool:
   if os.path.isfile(os.path.join(path, model_dir.MODEL_FILE)):
     with open(os.path.join(path, model_dir.MODEL_FILE)) as f:
       return not json.load(f).get('fresh_head', False)
-  if os.path.isfile(os.path.join(path, model_dir.WORKDIR_FILE)):
+  if workdir_layout.is_workdir(path):
     return True
   names = Tensors(resolve(teacher)).names()
   return any(k in n for n in names
@@ -155,7 +157,7 @@ def run_summary(workdir: str) -> dict:
   """Steps, real tokens, wall time and the last evaluation, from a run's
   metrics.jsonl (a resumed run's repeated steps counted once)."""
   rows = {}
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+  with open(workdir_layout.path(workdir, workdir_layout.METRICS)) as f:
     for line in f:
       row = json.loads(line)
       rows[row['step']] = row         # a resumed run rewrites its last steps
@@ -175,7 +177,7 @@ def keep_run(results: Results, name: str, workdir: str) -> None:
   """A copy of the run's metrics and config, for plots and for readers."""
   folder = results.path('runs', name)
   os.makedirs(folder, exist_ok=True)
-  for f in ('metrics.jsonl', 'config.json'):
+  for f in (workdir_layout.METRICS, workdir_layout.CONFIG):
     if os.path.isfile(os.path.join(workdir, f)):
       shutil.copyfile(os.path.join(workdir, f), os.path.join(folder, f))
 
@@ -195,13 +197,13 @@ def import_teacher(teacher: str, output: str) -> str:
     return output
   path = os.path.expanduser(teacher)
   if (os.path.isfile(os.path.join(path, model_dir.MODEL_FILE))
-      or os.path.isfile(os.path.join(path, model_dir.WORKDIR_FILE))):
+      or workdir_layout.is_workdir(path)):
     return path                      # already ours
   log(f'import: {teacher} -> {output}')
   m = import_hf(teacher, init_missing_head=True)
-  tok = m.directory if model_dir.has_tokenizer(m.directory) else None
   model_dir.save_model(output, m.config, m.params, m.layout, source=teacher,
-                       tokenizer_dir=tok, pooler=m.pooler, fresh_head=m.fresh_head)
+                       tokenizer_dir=m.tokenizer_dir, pooler=m.pooler,
+                       fresh_head=m.fresh_head)
   return output
 
 
@@ -212,9 +214,9 @@ def prepare_data(args, plan, tokenizer: str, workdir: str) -> str:
     raise ReplicateError('give --data=DIR (made by python -m jaxdistil.prepare) or '
                          '--corpus=GLOBS to prepare one with the teacher\'s '
                          'tokenizer')
-  from jaxdistil.data import prepare
+  from jaxdistil.data import corpus
   output = os.path.join(workdir, 'data')
-  prepare.prepare(args.corpus.split(','), tokenizer, plan.distil.max_len, output,
+  corpus.prepare(args.corpus.split(','), tokenizer, plan.distil.max_len, output,
                   shard_size=plan.shard_size, progress_bar=not args.no_progress)
   return output
 
@@ -255,10 +257,6 @@ def head_stage(results: Results, plan, imported: str, data: str, workdir: str,
         f'{summary["heldout"].get("eval/mlm_accuracy")} now, '
         f'{built[0]["heldout"].get("eval/mlm_accuracy")} first)')
   results.put(summary, 'teacher.json')
-
-
-def is_done(workdir: str) -> bool:
-  return os.path.isfile(os.path.join(workdir, 'DONE'))
 
 
 def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
@@ -307,7 +305,7 @@ def run(args) -> dict:
   glue_pending = lambda name: any(
       results.get('glue', name, f'{t.name}.json') is None for t in tasks)
   distil_pending = [v for v in variants if results.get('distil', f'{v}.json') is None
-                    or (glue_pending(v) and not is_done(
+                    or (glue_pending(v) and not workdir_layout.is_done(
                         os.path.join(args.workdir, 'students', v)))]
   needs_teacher = bool(distil_pending) or glue_pending('teacher')
 
@@ -320,7 +318,8 @@ def run(args) -> dict:
     teacher = imported
     if not args.no_head:
       teacher = os.path.join(args.workdir, 'teacher')
-      if not is_done(teacher) or results.get('teacher.json') is None:
+      if (not workdir_layout.is_done(teacher)
+          or results.get('teacher.json') is None):
         head_stage(results, plan, imported, data, teacher, command)
 
   # ---- the teacher's GLUE, then each student: distillation and its GLUE ------
@@ -416,7 +415,7 @@ def main(argv=None) -> int:
   args.argv = argv
   from jaxdistil.config_lib import ConfigError
   from jaxdistil.convert import ConvertError
-  from jaxdistil.data.prepare import PrepareError
+  from jaxdistil.data.corpus import PrepareError
   from jaxdistil.glue.tasks import GlueError
   from jaxdistil.train import TrainError
   try:

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from configs import tiny
-from jaxdistil import synthetic
+from jaxdistil.data import synthetic
 
 
 def tiny_config(**overrides):

@@ -87,13 +87,13 @@ def test_bench_bad_config_is_one_line():
 def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
   """--data times the step on prepared batches and --input the pipeline; both
   count real (non-padding) tokens, and packing removes most of the padding."""
-  from jaxdistil.data import prepare as prepare_lib
+  from jaxdistil.data import corpus as corpus_lib
   src = tmp_path / 'corpus.txt'
   rng = np.random.default_rng(0)
   words = 'the quick brown fox jumps over a lazy dog while birds sing'.split()
   src.write_text('\n\n'.join(' '.join(rng.choice(words, rng.integers(12, 60)))
                               for _ in range(200)))
-  prepare_lib.prepare(str(src), os.path.join(ROOT, '..', 'shared', 'data', 'vocab'),
+  corpus_lib.prepare(str(src), os.path.join(ROOT, '..', 'shared', 'data', 'vocab'),
                       64, str(tmp_path / 'prep'), fmt='text', shard_size=50,
                       progress_bar=False)
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')

@@ -17,7 +17,8 @@ import jax.numpy as jnp                      # noqa: E402
 import optax                                 # noqa: E402
 
 from benchmarks import torch_distil as td    # noqa: E402
-from jaxdistil import config_lib, flops, losses, optim, synthetic  # noqa: E402
+from jaxdistil import config_lib, flops, losses, optim  # noqa: E402
+from jaxdistil.data import synthetic  # noqa: E402
 from jaxdistil.models import bert            # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -264,7 +265,7 @@ def write_tfrecords(path, payloads):
 
 
 def write_prepared(directory, sequences, max_len, shard_size, vocab_size=128):
-  """A prepared directory in jaxdistil.data.prepare's format."""
+  """A prepared directory in jaxdistil.data.corpus's format."""
   os.makedirs(directory, exist_ok=True)
   shards = []
   for i in range(0, len(sequences), shard_size):
@@ -325,9 +326,9 @@ SHARED_VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
 @pytest.mark.skipif(not os.path.exists(SHARED_VOCAB),
                     reason='../shared/data is not present')
 def test_reads_what_prepare_writes(tmp_path):
-  """The TFRecord reader against jaxdistil.data.prepare's output and tf.data."""
+  """The TFRecord reader against jaxdistil.data.corpus's output and tf.data."""
   tf = pytest.importorskip('tensorflow')
-  from jaxdistil.data import prepare
+  from jaxdistil.data import corpus
   rng = np.random.default_rng(0)
   words = ('the of and a to in is was for on that with as by at from his her an '
            'it were which be this are or had not but have their one all').split()
@@ -335,7 +336,7 @@ def test_reads_what_prepare_writes(tmp_path):
                      for _ in range(80))
   (tmp_path / 'text.txt').write_text(text + '\n')
   out = str(tmp_path / 'prepared')
-  meta = prepare.prepare(str(tmp_path / 'text.txt'), SHARED_VOCAB, 32, out,
+  meta = corpus.prepare(str(tmp_path / 'text.txt'), SHARED_VOCAB, 32, out,
                          shard_size=40, progress_bar=False)
   assert len(meta['shards']) > 1
   want = [np.frombuffer(r.numpy(), meta['dtype']).astype(np.int64)

@@ -24,7 +24,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 
 import test_model_parity as ref  # noqa: E402
 from jaxdistil import convert  # noqa: E402
-from jaxdistil.convert import ConvertError, hf_out, model_dir  # noqa: E402
+from jaxdistil.convert import ConvertError  # noqa: E402
 from jaxdistil.models import bert  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -197,23 +197,26 @@ def test_move_aside(root):
 
 
 def test_model_dir_reads_a_remote_workdir_description(root):
+  from jaxdistil import workdir
   from jaxdistil.convert import model_dir
-  from jaxdistil.convert.hf_files import ConvertError
+  from jaxdistil.convert.hf_files import ConvertError, has_tokenizer
   checkpoints = fs.join(root, 'checkpoints')
-  assert model_dir.latest_step(checkpoints) is None
+  assert workdir.latest_step(root) is None
   make_tree(checkpoints, {'25/state/x': '', '50/state/x': '', '75/data/x': '',
                           'tmp/state/x': ''})
-  assert model_dir.latest_step(checkpoints) == 50     # 75 has no state
+  assert workdir.latest_step(root) == 50     # 75 has no state
   fs.write_text(fs.join(root, 'model.json'), '{"student": {}}')
   assert model_dir._read_json(fs.join(root, 'model.json')) == {'student': {}}
   with pytest.raises(ConvertError, match='cannot read'):
     model_dir._read_json(fs.join(root, 'nothing.json'))
-  assert not model_dir.has_tokenizer(fs.join(root, 'tokenizer'))
+  assert not has_tokenizer(fs.join(root, 'tokenizer'))
+  assert workdir.tokenizer(root) is None
   make_tree(fs.join(root, 'tokenizer'), {'vocab.txt': '[PAD]\n'})
-  assert model_dir.has_tokenizer(fs.join(root, 'tokenizer'))
+  assert has_tokenizer(fs.join(root, 'tokenizer'))
+  assert workdir.tokenizer(root) == fs.join(root, 'tokenizer')
 
 
-# ---- metrics_writer.Writer; train: describe_workdir, export_student, the whole run ----------
+# ---- metrics_writer.Writer; workdir: describe, export_student; the whole run ----------
 
 
 def lines(path_or_text):
@@ -282,8 +285,9 @@ VOCAB = ''.join(f'{t}\n' for t in ['[UNK]', '[CLS]', '[SEP]', '[PAD]', '[MASK]']
 
 
 def test_describe_workdir_remote(tmp_path):
-  from jaxdistil import train
+  from jaxdistil import train, workdir as layout
   from jaxdistil.convert import model_dir
+  from jaxdistil.convert.hf_files import has_tokenizer
   tok = tmp_path / 'tok'
   tok.mkdir()
   (tok / 'vocab.txt').write_text(VOCAB)
@@ -293,8 +297,10 @@ def test_describe_workdir_remote(tmp_path):
   config = ml_collections.ConfigDict({'teacher': str(tok), 'data': 'synthetic'})
   workdir = ram_root()
   fs.makedirs(workdir)
-  train.describe_workdir(run, config, workdir)
-  train.describe_workdir(run, config, workdir)     # a rerun rewrites them
+  for _ in range(2):                               # a rerun rewrites them
+    layout.describe(workdir, run.step_config.student, run.step_config.teacher,
+                    config.teacher, config.to_json_best_effort(indent=2),
+                    train.tokenizer_source(run, config))
   assert sorted(fs.listdir(workdir)) == ['config.json', 'model.json', 'tokenizer']
   meta = model_dir._read_json(fs.join(workdir, 'model.json'))
   assert meta['student']['num_layers'] == 1 and meta['layout'] == 'distilbert'
@@ -302,14 +308,14 @@ def test_describe_workdir_remote(tmp_path):
   assert sorted(fs.listdir(fs.join(workdir, 'tokenizer'))) == [
       'tokenizer_config.json', 'vocab.txt']
   assert fs.read_text(fs.join(workdir, 'tokenizer', 'vocab.txt')) == VOCAB
-  assert model_dir.has_tokenizer(fs.join(workdir, 'tokenizer'))
+  assert has_tokenizer(fs.join(workdir, 'tokenizer'))
   cleanup(workdir)
 
 
 def test_export_student_remote_replaces_old_files(local_tmp):
   from safetensors.numpy import load_file
 
-  from jaxdistil import train
+  from jaxdistil import workdir as layout
   from jaxdistil.models import bert
   run = fake_run(None)
   params = bert.init(run.step_config.student, jax.random.key(0))
@@ -317,7 +323,7 @@ def test_export_student_remote_replaces_old_files(local_tmp):
   make_tree(workdir, {'tokenizer/vocab.txt': VOCAB,
                       'hf/pytorch_model.bin': 'an older export',
                       'hf/config.json': '{}'})
-  out = train.export_student(run, None, types.SimpleNamespace(params=params), workdir)
+  out = layout.export_student(workdir, run.step_config.student, params)
   assert out == fs.join(workdir, 'hf')
   assert sorted(fs.listdir(out)) == ['config.json', 'model.safetensors', 'vocab.txt']
   hf_config = json.loads(fs.read_text(fs.join(out, 'config.json')))

@@ -10,7 +10,7 @@ tf = pytest.importorskip('tensorflow')
 
 from jaxdistil import sharding  # noqa: E402
 from jaxdistil.data import pipeline  # noqa: E402
-from jaxdistil.data import prepare as prepare_lib  # noqa: E402
+from jaxdistil.data import corpus as corpus_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
@@ -32,7 +32,7 @@ def prepared(tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   (d / 'corpus.txt').write_text(text)
   out = str(d / 'prepared')
-  prepare_lib.prepare(str(d / 'corpus.txt'), VOCAB, 32, out, fmt='text',
+  corpus_lib.prepare(str(d / 'corpus.txt'), VOCAB, 32, out, fmt='text',
                       shard_size=25, progress_bar=False)
   return out
 
@@ -49,7 +49,7 @@ def assert_same(a, b):
 
 def every_sequence(prepared):
   """{token tuple: shard index} of every prepared sequence, read by tf.data."""
-  meta = prepare_lib.read_metadata(prepared)
+  meta = corpus_lib.read_metadata(prepared)
   out = {}
   for k, shard in enumerate(meta['shards']):
     for rec in tf.data.TFRecordDataset(os.path.join(prepared, shard['file'])):
@@ -153,7 +153,7 @@ def test_batches_mix_shards_as_a_uniform_shuffle_does(prepared):
   corpus (a Monte Carlo test of the chi-square statistic above); a shard-by-
   shard shuffle, the pipeline's former order, fails the same test."""
   every = every_sequence(prepared)
-  num_shards = len(prepare_lib.read_metadata(prepared)['shards'])
+  num_shards = len(corpus_lib.read_metadata(prepared)['shards'])
   assert num_shards >= 10
   p = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=4, seed=11,
                                              max_len=64))
@@ -238,7 +238,7 @@ def test_a_damaged_shard_is_named_and_left_alone(prepared, tmp_path):
   import shutil
   copy = tmp_path / 'copy'
   shutil.copytree(prepared, copy)
-  shard = copy / prepare_lib.read_metadata(prepared)['shards'][2]['file']
+  shard = copy / corpus_lib.read_metadata(prepared)['shards'][2]['file']
   data = shard.read_bytes()
   shard.write_bytes(data[:-7])
   with pytest.raises(pipeline.InputError) as e:
@@ -260,7 +260,7 @@ def test_an_older_preparation_packs_too(prepared, tmp_path):
 
 
 def test_train_and_eval_splits_hold_out_the_last_shard(prepared):
-  meta = prepare_lib.read_metadata(prepared)
+  meta = corpus_lib.read_metadata(prepared)
   train = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=1,
                                                  split='train', packing=False))
   held = pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=1,
@@ -281,15 +281,15 @@ def _config(prepared, **masking):
 
 @pytest.mark.slow
 def test_masking_knobs_reach_the_batches_from_the_train_entry_point(prepared):
-  """inputs.make_data (what `python -m jaxdistil.train` reads batches with)
+  """batches.make_data (what `python -m jaxdistil.train` reads batches with)
   applies config.masking: the masked share and the 80/10/10 split, and with
   smoothing a rare token is masked more often than a common one."""
-  from jaxdistil import inputs
-  meta = prepare_lib.read_metadata(prepared)
+  from jaxdistil.data import batches
+  meta = corpus_lib.read_metadata(prepared)
   mask_id = meta['special_ids']['mask']
 
   def rates(c):
-    data = inputs.make_data(c, None)
+    data = batches.make_data(c, None)
     chosen = np.zeros(meta['vocab_size'])
     seen = np.zeros(meta['vocab_size'])
     as_mask = picked = 0

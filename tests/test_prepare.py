@@ -1,6 +1,5 @@
 """`prepare`: real text to shards, idempotent reruns, exact resume, bad input."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import pytest
 
 tf = pytest.importorskip('tensorflow')
 
-from jaxdistil.data import prepare as prepare_lib  # noqa: E402
+from jaxdistil.data import corpus as corpus_lib  # noqa: E402
 from jaxdistil.data import tokenizer as tokenizer_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +22,7 @@ needs_shared = pytest.mark.skipif(not os.path.exists(VOCAB),
 
 
 def read_shards(directory):
-  meta = prepare_lib.read_metadata(directory)
+  meta = corpus_lib.read_metadata(directory)
   seqs = []
   for shard in meta['shards']:
     for record in tf.data.TFRecordDataset(os.path.join(directory, shard['file'])):
@@ -34,7 +33,7 @@ def read_shards(directory):
 @needs_shared
 def test_prepares_real_wikipedia_text(tmp_path):
   out = str(tmp_path / 'wiki')
-  meta = prepare_lib.prepare(WIKI, VOCAB, 64, out, shard_size=500,
+  meta = corpus_lib.prepare(WIKI, VOCAB, 64, out, shard_size=500,
                              progress_bar=False)
   meta2, seqs = read_shards(out)
   assert meta == meta2
@@ -63,19 +62,19 @@ def test_prepares_real_wikipedia_text(tmp_path):
 @needs_shared
 def test_rerun_is_a_no_op_and_another_tokenizer_is_refused(tmp_path):
   out = str(tmp_path / 'wiki')
-  prepare_lib.prepare(WIKI, VOCAB, 64, out, shard_size=2000, progress_bar=False)
+  corpus_lib.prepare(WIKI, VOCAB, 64, out, shard_size=2000, progress_bar=False)
   stamps = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
-  prepare_lib.prepare(WIKI, VOCAB, 64, out, shard_size=2000, progress_bar=False)
+  corpus_lib.prepare(WIKI, VOCAB, 64, out, shard_size=2000, progress_bar=False)
   assert stamps == {n: os.stat(os.path.join(out, n)).st_mtime_ns
                     for n in os.listdir(out)}
-  with pytest.raises(prepare_lib.PrepareError, match='another max_len'):
-    prepare_lib.prepare(WIKI, VOCAB, 128, out, progress_bar=False)
+  with pytest.raises(corpus_lib.PrepareError, match='another max_len'):
+    corpus_lib.prepare(WIKI, VOCAB, 128, out, progress_bar=False)
   other = tmp_path / 'other_vocab'
   other.mkdir()
   words = open(os.path.join(VOCAB, 'vocab.txt')).read().split('\n')
   (other / 'vocab.txt').write_text('\n'.join(words[:2000]))
-  with pytest.raises(prepare_lib.PrepareError, match='another tokenizer_fingerprint'):
-    prepare_lib.prepare(WIKI, str(other), 64, out, progress_bar=False)
+  with pytest.raises(corpus_lib.PrepareError, match='another tokenizer_fingerprint'):
+    corpus_lib.prepare(WIKI, str(other), 64, out, progress_bar=False)
   assert stamps == {n: os.stat(os.path.join(out, n)).st_mtime_ns
                     for n in os.listdir(out)}
 
@@ -83,9 +82,9 @@ def test_rerun_is_a_no_op_and_another_tokenizer_is_refused(tmp_path):
 @needs_shared
 def test_interrupted_run_resumes_to_the_same_shards(tmp_path, monkeypatch):
   full = str(tmp_path / 'full')
-  prepare_lib.prepare(WIKI, VOCAB, 64, full, shard_size=700, progress_bar=False)
+  corpus_lib.prepare(WIKI, VOCAB, 64, full, shard_size=700, progress_bar=False)
   part = str(tmp_path / 'part')
-  real_write = prepare_lib._write_shard
+  real_write = corpus_lib._write_shard
   calls = []
 
   def crash_on_third(path, seqs, dtype):
@@ -95,13 +94,13 @@ def test_interrupted_run_resumes_to_the_same_shards(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     real_write(path, seqs, dtype)
 
-  monkeypatch.setattr(prepare_lib, '_write_shard', crash_on_third)
+  monkeypatch.setattr(corpus_lib, '_write_shard', crash_on_third)
   with pytest.raises(KeyboardInterrupt):
-    prepare_lib.prepare(WIKI, VOCAB, 64, part, shard_size=700, progress_bar=False)
-  assert prepare_lib.read_metadata(part) is None        # not marked complete
+    corpus_lib.prepare(WIKI, VOCAB, 64, part, shard_size=700, progress_bar=False)
+  assert corpus_lib.read_metadata(part) is None        # not marked complete
   assert os.path.exists(os.path.join(part, 'progress.json'))
-  monkeypatch.setattr(prepare_lib, '_write_shard', real_write)
-  prepare_lib.prepare(WIKI, VOCAB, 64, part, shard_size=700, progress_bar=False)
+  monkeypatch.setattr(corpus_lib, '_write_shard', real_write)
+  corpus_lib.prepare(WIKI, VOCAB, 64, part, shard_size=700, progress_bar=False)
   meta_full, seqs_full = read_shards(full)
   meta_part, seqs_part = read_shards(part)
   assert meta_full['shards'] == meta_part['shards']
@@ -113,12 +112,12 @@ def test_interrupted_run_resumes_to_the_same_shards(tmp_path, monkeypatch):
 
 
 def test_cut_drops_short_pieces_and_unk_heavy_ones():
-  pieces = list(prepare_lib.cut(list(range(200, 230)), 12, 101, 102, 100))
+  pieces = list(corpus_lib.cut(list(range(200, 230)), 12, 101, 102, 100))
   # 30 ids in bodies of 10: three pieces, all exactly 12 long.
   assert [len(p) for p in pieces] == [12, 12, 12]
-  assert list(prepare_lib.cut(list(range(200, 209)), 64, 101, 102, 100)) == []
+  assert list(corpus_lib.cut(list(range(200, 209)), 64, 101, 102, 100)) == []
   unk = [100] * 10 + list(range(200, 210))
-  assert list(prepare_lib.cut(unk, 64, 101, 102, 100)) == []   # half [UNK]
+  assert list(corpus_lib.cut(unk, 64, 101, 102, 100)) == []   # half [UNK]
 
 
 @needs_shared
@@ -149,8 +148,8 @@ def test_bad_input_is_one_line(tmp_path, args, message):
 def test_a_corpus_without_sequences_is_refused(tmp_path):
   src = tmp_path / 'tiny.txt'
   src.write_text('Too short.\n\nAlso short.\n')
-  with pytest.raises(prepare_lib.PrepareError, match='yielded no sequence'):
-    prepare_lib.prepare(str(src), VOCAB, 64, str(tmp_path / 'out'), fmt='text',
+  with pytest.raises(corpus_lib.PrepareError, match='yielded no sequence'):
+    corpus_lib.prepare(str(src), VOCAB, 64, str(tmp_path / 'out'), fmt='text',
                         progress_bar=False)
 
 

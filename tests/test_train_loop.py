@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config, to_numpy
-from jaxdistil import build, checkpoint, train
+from jaxdistil import build, checkpoint, train, train_log
 
 
 def config(**kw):
@@ -27,12 +27,12 @@ def config(**kw):
 @pytest.fixture
 def fetches(monkeypatch):
   calls = []
-  real = train.fetch
+  real = train_log.fetch
 
   def counting(tree):
     calls.append(len(jax.tree.leaves(tree)))
     return real(tree)
-  monkeypatch.setattr(train, 'fetch', counting)
+  monkeypatch.setattr(train_log, 'fetch', counting)
   return calls
 
 

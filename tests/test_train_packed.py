@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow,     # train runs in subprocesses
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
   """~300 sequences of 12-32 tokens (prepared at max_len 32) in 6 shards."""
-  from jaxdistil.data import prepare as prepare_lib
+  from jaxdistil.data import corpus as corpus_lib
   words = [w for w in open(os.path.join(VOCAB, 'vocab.txt')).read().split('\n')
            if w.isalpha() and len(w) > 3][:2000]
   rng = np.random.default_rng(1)
@@ -28,7 +28,7 @@ def prepared(tmp_path_factory):
   d = tmp_path_factory.mktemp('text')
   (d / 'corpus.txt').write_text(text)
   out = str(d / 'prepared')
-  prepare_lib.prepare(str(d / 'corpus.txt'), VOCAB, 32, out, fmt='text',
+  corpus_lib.prepare(str(d / 'corpus.txt'), VOCAB, 32, out, fmt='text',
                       shard_size=60, progress_bar=False)
   return out
 

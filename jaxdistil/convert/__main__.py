@@ -36,12 +36,12 @@ def main(argv=None) -> int:
   from jaxdistil.convert.hf_in import import_hf
   try:
     if args.command == 'import':
-      from jaxdistil.convert.model_dir import _refuse_existing
       import os
-      _refuse_existing(os.path.abspath(args.output))   # before reading anything
+      from jaxdistil import fs
+      # before reading anything
+      fs.refuse_nonempty(os.path.abspath(args.output), error=ConvertError)
       m = import_hf(args.hf, init_missing_head=args.init_missing_head)
-      tok = m.directory if any(os.path.isfile(os.path.join(m.directory, f))
-                               for f in ('vocab.txt', 'tokenizer.json')) else None
+      tok = m.tokenizer_dir
       save_model(args.output, m.config, m.params, m.layout, source=args.hf,
                  tokenizer_dir=tok, pooler=m.pooler, fresh_head=m.fresh_head)
       c = m.config

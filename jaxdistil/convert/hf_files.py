@@ -43,8 +43,8 @@ def resolve(name_or_dir: str) -> str:
   if looks_like_path(name_or_dir):
     raise ConvertError(f'{name_or_dir!r} does not exist: give a Hugging Face model '
                        f'directory (config.json + weights) or a hub id')
-  from jaxdistil.data.tokenizer import _hub_reachable
-  if not _hub_reachable():
+  from jaxdistil.data.tokenizer import hub_reachable
+  if not hub_reachable():
     raise ConvertError(f'cannot reach the Hugging Face hub to fetch {name_or_dir!r} '
                        f'(offline?): download it elsewhere with save_pretrained '
                        f'and pass its directory')
@@ -192,3 +192,24 @@ class Tensors:
 
   def get(self, name) -> np.ndarray:
     return self.where[name].get(name)
+
+
+def has_tokenizer(directory: str | None) -> bool:
+  """Whether `directory` (local or a URL) holds a tokenizer we can load."""
+  from jaxdistil import fs
+  return bool(directory) and any(
+      fs.isfile(fs.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
+
+
+def copy_tokenizer(source: str | None, output: str) -> list[str]:
+  """Copies the tokenizer files of `source` into the folder `output` (either
+  side local or a URL; `output` is created); returns the names copied."""
+  from jaxdistil import fs
+  if not source:
+    return []
+  copied = [f for f in TOKENIZER_FILES if fs.isfile(fs.join(source, f))]
+  if copied:
+    fs.makedirs(output)
+  for f in copied:
+    fs.copy_file(fs.join(source, f), fs.join(output, f))
+  return copied

@@ -14,95 +14,22 @@ is wrong before any tensor is read.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
 import jax
 import numpy as np
 
-from jaxdistil.convert import names
-from jaxdistil.convert.hf_files import ConvertError, Tensors, read_config, resolve
+from jaxdistil.convert import hf_config, names
+from jaxdistil.convert.hf_files import (ConvertError, Tensors, has_tokenizer,
+                                        read_config, resolve)
+from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
 from jaxdistil.models.bert import BertConfig
 
 
 class MissingHeadError(ConvertError):
   """A bare encoder (no masked-LM head) where a head is needed."""
-
-
-@dataclasses.dataclass
-class Imported:
-  config: BertConfig
-  params: dict
-  layout: str                        # 'bert' or 'distilbert'
-  directory: str                     # where the HF files were read from
-  pooler: dict | None = None         # {'dense': {'kernel', 'bias'}} when present
-  warnings: list = dataclasses.field(default_factory=list)
-  fresh_head: bool = False           # the MLM head was initialised, not read
-
-
-def _get(config: dict, key: str, path: str):
-  if key not in config:
-    raise ConvertError(f'{path} lacks "{key}": it is not a complete BERT config')
-  return config[key]
-
-
-def bert_config(config: dict, path: str = 'config.json') -> tuple[str, BertConfig]:
-  """(layout, BertConfig) from an HF config.json dict; other architectures refused."""
-  model_type = config.get('model_type')
-  arch = ', '.join(config.get('architectures') or []) or model_type
-  if model_type == 'bert':
-    if config.get('position_embedding_type', 'absolute') != 'absolute':
-      raise ConvertError(f'{path}: position_embedding_type='
-                         f'{config["position_embedding_type"]!r} is not supported; '
-                         f'only absolute position embeddings are')
-    if config.get('is_decoder'):
-      raise ConvertError(f'{path}: is_decoder=true (a causal BERT) is not supported')
-    cfg = BertConfig(
-        vocab_size=_get(config, 'vocab_size', path),
-        hidden_size=_get(config, 'hidden_size', path),
-        num_layers=_get(config, 'num_hidden_layers', path),
-        num_heads=_get(config, 'num_attention_heads', path),
-        intermediate_size=_get(config, 'intermediate_size', path),
-        max_position_embeddings=_get(config, 'max_position_embeddings', path),
-        type_vocab_size=config.get('type_vocab_size', 2),
-        layer_norm_eps=config.get('layer_norm_eps', 1e-12),
-        hidden_dropout=config.get('hidden_dropout_prob', 0.1),
-        attention_dropout=config.get('attention_probs_dropout_prob', 0.1),
-        initializer_range=config.get('initializer_range', 0.02),
-        hidden_act=config.get('hidden_act', 'gelu'),
-        tie_word_embeddings=config.get('tie_word_embeddings', True))
-    layout = 'bert'
-  elif model_type == 'distilbert':
-    if config.get('sinusoidal_pos_embds'):
-      raise ConvertError(f'{path}: sinusoidal_pos_embds=true is not supported; '
-                         f'only learned position embeddings are')
-    cfg = BertConfig(
-        vocab_size=_get(config, 'vocab_size', path),
-        hidden_size=_get(config, 'dim', path),
-        num_layers=_get(config, 'n_layers', path),
-        num_heads=_get(config, 'n_heads', path),
-        intermediate_size=_get(config, 'hidden_dim', path),
-        max_position_embeddings=_get(config, 'max_position_embeddings', path),
-        type_vocab_size=0, layer_norm_eps=1e-12,   # fixed in HF's DistilBERT
-        hidden_dropout=config.get('dropout', 0.1),
-        attention_dropout=config.get('attention_dropout', 0.1),
-        initializer_range=config.get('initializer_range', 0.02),
-        hidden_act=config.get('activation', 'gelu'),
-        tie_word_embeddings=config.get('tie_word_embeddings', True),
-        layout='distilbert')
-    layout = 'distilbert'
-  else:
-    raise ConvertError(f'{path} describes a {arch} model (model_type={model_type!r}); '
-                       f'only BERT and DistilBERT architectures can be imported')
-  if cfg.hidden_act not in bert.ACTIVATIONS:
-    raise ConvertError(f'{path}: activation {cfg.hidden_act!r} is not supported '
-                       f'(supported: {", ".join(bert.ACTIVATIONS)})')
-  if cfg.hidden_size % cfg.num_heads:
-    raise ConvertError(f'{path}: hidden size {cfg.hidden_size} is not divisible by '
-                       f'{cfg.num_heads} heads')
-  return layout, cfg
 
 
 def _canonical(raw: str, layout: str) -> str:
@@ -142,7 +69,7 @@ def _fresh_head(cfg: BertConfig, rng) -> dict:
 
 
 def import_hf(name_or_dir: str, init_missing_head: bool = False,
-              rng: jax.Array | None = None, shardings=None) -> Imported:
+              rng: jax.Array | None = None, shardings=None) -> Loaded:
   """Read an HF checkpoint into our params (float32), tensor by tensor.
 
   `shardings` (a tree like the params, or a function of the checkpoint's
@@ -151,7 +78,7 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   """
   directory = resolve(name_or_dir)
   config_path = os.path.join(directory, 'config.json')
-  layout, cfg = bert_config(read_config(directory), config_path)
+  layout, cfg = hf_config.to_ours(read_config(directory), config_path)
   tensors = Tensors(directory)
 
   # Normalise every name; sort into expected, ignored and unexpected.
@@ -263,5 +190,7 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
     pooler = {'dense': {'kernel': np.ascontiguousarray(w.T), 'bias': b}}
   for w in warnings:
     print(f'jaxdistil: warning: {w}', file=sys.stderr)
-  return Imported(config=cfg, params=params, layout=layout, directory=directory,
-                  pooler=pooler, warnings=warnings, fresh_head=fresh_head)
+  return Loaded(config=cfg, params=params, layout=layout,
+                tokenizer_dir=directory if has_tokenizer(directory) else None,
+                pooler=pooler, source=name_or_dir, kind='hf', fresh_head=fresh_head,
+                warnings=warnings)

@@ -19,34 +19,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from typing import Callable
 
 import jax
 import numpy as np
 
-from jaxdistil import fs
+from jaxdistil import fs, workdir
 from jaxdistil.convert import hf_in
-from jaxdistil.convert.hf_files import TOKENIZER_FILES, ConvertError
+from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
+from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
 from jaxdistil.models.bert import BertConfig
 
 MODEL_FILE = 'jaxdistil_model.json'
-WORKDIR_FILE = 'model.json'        # written by `train` into its workdir
 FORMAT = 'jaxdistil-model'
-
-
-@dataclasses.dataclass
-class Loaded:
-  config: BertConfig
-  params: dict
-  layout: str                          # 'bert' or 'distilbert'
-  tokenizer_dir: str | None            # a folder with vocab.txt / tokenizer.json
-  pooler: dict | None = None
-  source: str = ''
-  kind: str = ''                       # 'model_dir', 'workdir', 'hf'
-  fresh_head: bool = False             # an initialised, untrained MLM head
 
 
 def config_to_dict(cfg: BertConfig) -> dict:
@@ -62,11 +48,6 @@ def config_from_dict(d: dict, where: str) -> BertConfig:
   return BertConfig(**d)
 
 
-def has_tokenizer(directory: str | None) -> bool:
-  return bool(directory) and any(
-      fs.isfile(fs.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
-
-
 def _abstract(cfg: BertConfig, shardings=None):
   abstract = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))
   if shardings is None:
@@ -76,12 +57,6 @@ def _abstract(cfg: BertConfig, shardings=None):
                       abstract, shardings)
 
 
-def _refuse_existing(output: str) -> None:
-  if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
-    raise ConvertError(f'{output} already exists and is not empty: choose a new '
-                       f'--output (nothing was written)')
-
-
 def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
                source: str = '', tokenizer_dir: str | None = None,
                pooler: dict | None = None, fresh_head: bool = False) -> None:
@@ -89,34 +64,20 @@ def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
   `fresh_head` records that the MLM head was initialised at import, not
   trained, so that nothing takes its outputs as a teacher's."""
   import orbax.checkpoint as ocp
-  output = os.path.abspath(output)
-  _refuse_existing(output)
-  parent = os.path.dirname(output)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(output) + '.', dir=parent)
-  try:
+  with fs.atomic_dir(output, error=ConvertError) as tmp:
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(os.path.join(tmp, 'params'), params)
     ckpt.wait_until_finished()
     if pooler is not None:
       np.savez(os.path.join(tmp, 'pooler.npz'), kernel=pooler['dense']['kernel'],
                bias=pooler['dense']['bias'])
-    if tokenizer_dir:
-      for f in TOKENIZER_FILES:
-        if os.path.isfile(os.path.join(tokenizer_dir, f)):
-          shutil.copyfile(os.path.join(tokenizer_dir, f), os.path.join(tmp, f))
+    copy_tokenizer(tokenizer_dir, tmp)
+    meta = {'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
+            'config': config_to_dict(cfg)}
+    if fresh_head:
+      meta['fresh_head'] = True
     with open(os.path.join(tmp, MODEL_FILE), 'w') as f:
-      meta = {'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
-              'config': config_to_dict(cfg)}
-      if fresh_head:
-        meta['fresh_head'] = True
       json.dump(meta, f, indent=2)
-    if os.path.isdir(output):
-      os.rmdir(output)            # empty (checked above)
-    os.replace(tmp, output)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def _read_json(path: str) -> dict:
@@ -162,34 +123,24 @@ def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
                 bool(meta.get('fresh_head', False)))
 
 
-def latest_step(checkpoints: str) -> int | None:
-  steps = [int(d) for d in fs.listdir(checkpoints) if d.isdigit()
-           and fs.isdir(fs.join(checkpoints, d, 'state'))] \
-      if fs.isdir(checkpoints) else []
-  return max(steps) if steps else None
-
-
 def read_workdir(path: str, shardings_for: Callable | None = None,
                  step: int | None = None) -> Loaded:
   """The student of a train workdir's latest (or given) checkpoint; `path`
   may be a URL (gs://) as well as a local folder."""
-  meta = _read_json(fs.join(path, WORKDIR_FILE))
-  cfg = config_from_dict(meta['student'], fs.join(path, WORKDIR_FILE))
+  described = fs.join(path, workdir.MODEL)
+  meta = _read_json(described)
+  cfg = config_from_dict(meta['student'], described)
   if 'layout' not in meta['student']:      # written before BertConfig.layout
     cfg = cfg.replace(layout=meta.get('layout', 'distilbert'))
-  checkpoints = fs.join(path, 'checkpoints')
-  step = latest_step(checkpoints) if step is None else step
+  step = workdir.latest_step(path) if step is None else step
   if step is None:
     raise ConvertError(f'{path} holds no checkpoint yet: train first, or give a '
                        f'model directory')
   shardings = shardings_for(cfg) if shardings_for else None
-  where = fs.join(checkpoints, str(step))
-  params = _restore_params(fs.join(where, 'state'), cfg, shardings, where,
-                           key='params')
-  tok = fs.join(path, 'tokenizer')
-  return Loaded(cfg, params,
-                meta.get('layout', 'distilbert'), tok if has_tokenizer(tok) else None,
-                None, f'{path} step {step}', 'workdir')
+  state = workdir.state_path(path, step)
+  params = _restore_params(state, cfg, shardings, fs.dirname(state), key='params')
+  return Loaded(cfg, params, meta.get('layout', 'distilbert'),
+                workdir.tokenizer(path), None, f'{path} step {step}', 'workdir')
 
 
 def load_model(path_or_id: str, init_missing_head: bool = False,
@@ -204,7 +155,7 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
   if fs.isdir(path):
     if fs.isfile(fs.join(path, MODEL_FILE)):
       return read_model_dir(path, shardings_for)
-    if fs.isfile(fs.join(path, WORKDIR_FILE)):
+    if workdir.is_workdir(path):
       return read_workdir(path, shardings_for)
     if fs.is_remote(path):
       raise ConvertError(f'{path_or_id}: only jaxdistil model directories and '
@@ -213,12 +164,5 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
     if not os.path.isfile(os.path.join(path, 'config.json')):
       raise ConvertError(
           f'{path_or_id} is neither a Hugging Face model (no config.json), a '
-          f'jaxdistil model ({MODEL_FILE}) nor a train workdir ({WORKDIR_FILE})')
-  imported = _import(path_or_id, init_missing_head, shardings_for)
-  tok = imported.directory if has_tokenizer(imported.directory) else None
-  return Loaded(imported.config, imported.params, imported.layout, tok,
-                imported.pooler, path_or_id, 'hf', imported.fresh_head)
-
-
-def _import(path_or_id, init_missing_head, shardings_for):
+          f'jaxdistil model ({MODEL_FILE}) nor a train workdir ({workdir.MODEL})')
   return hf_in.import_hf(path_or_id, init_missing_head, shardings=shardings_for)

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from jaxdistil.data import masking
 from jaxdistil.data import packing as packing_lib
-from jaxdistil.data import prepare as prepare_lib
+from jaxdistil.data import corpus as corpus_lib
 from jaxdistil.data import records
 
 
@@ -72,7 +72,7 @@ class Pipeline:
 
   def __init__(self, cfg: InputConfig, position: dict | None = None,
                expected_vocab_size: int | None = None):
-    meta = prepare_lib.read_metadata(cfg.directory)
+    meta = corpus_lib.read_metadata(cfg.directory)
     if meta is None:
       raise InputError(f'{cfg.directory!r} holds no finished preparation '
                        f'(no metadata.json): run python -m jaxdistil.prepare first')

@@ -23,7 +23,7 @@ class TokenizerError(ValueError):
   """The tokenizer cannot be loaded or does not fit; one line says why."""
 
 
-def _hub_reachable(host: str = 'huggingface.co', timeout: float = 3.0) -> bool:
+def hub_reachable(host: str = 'huggingface.co', timeout: float = 3.0) -> bool:
   if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'):
     return False
   try:
@@ -59,7 +59,7 @@ def load(name_or_dir: str, lowercase: bool = True):
     raise TokenizerError(f'tokenizer path {name_or_dir!r} is not a directory: '
                          f'give the folder that holds vocab.txt or tokenizer.json')
   else:
-    if not _hub_reachable():
+    if not hub_reachable():
       raise TokenizerError(
           f'cannot reach the Hugging Face hub to fetch tokenizer {name_or_dir!r} '
           f'(offline?): pass a local directory holding its vocab.txt or '

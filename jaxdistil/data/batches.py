@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxdistil import synthetic
+from jaxdistil.data import synthetic
 from jaxdistil.config_lib import ConfigError
 
 
