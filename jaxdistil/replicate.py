@@ -97,13 +97,13 @@ def has_trained_head(teacher: str) -> bool:
 
 
 def check_glue(plan, glue_data: str):
-  from jaxdistil.glue import __main__ as glue_cli
+  from jaxdistil.glue import run as glue_run
   from jaxdistil.glue.tasks import GlueError
   if not glue_data or not os.path.isdir(glue_data):
     raise ReplicateError(f'--glue_data={glue_data!r} is not a folder: give the '
                          f'glue_data folder holding {", ".join(plan.glue.tasks)}')
   try:
-    tasks, _ = glue_cli.resolve_tasks(','.join(plan.glue.tasks), glue_data, 'tsv')
+    tasks, _ = glue_run.resolve_tasks(','.join(plan.glue.tasks), glue_data, 'tsv')
   except GlueError as e:
     raise ReplicateError(f'GLUE data in {glue_data} lacks a task the tables '
                          f'need: {e}') from None
@@ -261,12 +261,12 @@ def head_stage(results: Results, plan, imported: str, data: str, workdir: str,
 
 def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
                glue_data: str, seeds: int, progress: bool) -> None:
-  from jaxdistil.glue import __main__ as glue_cli
+  from jaxdistil.glue import run as glue_run
   from jaxdistil.glue import finetune
   pending = [t for t in tasks if results.get('glue', name, f'{t.name}.json') is None]
   if not pending:
     return
-  bert_cfg, params, tokenizer = glue_cli.default_load_model(model_path)
+  bert_cfg, params, tokenizer = glue_run.default_load_model(model_path)
   if tokenizer is None:
     raise ReplicateError(f'{model_path} has no tokenizer files')
   g = plan.glue

@@ -38,22 +38,6 @@ from jaxdistil.step import summarize_eval
 from jaxdistil import train_log
 from jaxdistil.train_log import StepLog, TrainError
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and metrics go here.')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for multi-process runs '
-    'outside Cloud TPU (GPU clusters, several processes on one machine).')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
-                                      'Processes in a multi-process run.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
-_INIT_TIMEOUT = flags.DEFINE_integer(
-    'distributed_timeout', 300, 'Seconds to wait for every process to join.')
-_HEARTBEAT = flags.DEFINE_integer(
-    'heartbeat_timeout', 100, 'Seconds without heartbeats after which JAX takes '
-    'a process of a multi-process run for lost and ends the others.')
-
-
 def evaluate(run, config, params) -> dict:
   """Means over `config.eval_batches` held-out batches (the same every time),
   summed on the devices and fetched once."""
@@ -210,5 +194,21 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Flags only for the command, so that importing `train` as a library (ablate,
+  # quickstart, replicate, tests) defines none.
+  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
+                                            lock_config=True)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and metrics go here.')
+  _COORDINATOR = flags.DEFINE_string(
+      'coordinator_address', None, 'host:port of process 0, for multi-process runs '
+      'outside Cloud TPU (GPU clusters, several processes on one machine).')
+  _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                        'Processes in a multi-process run.')
+  _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+  _INIT_TIMEOUT = flags.DEFINE_integer(
+      'distributed_timeout', 300, 'Seconds to wait for every process to join.')
+  _HEARTBEAT = flags.DEFINE_integer(
+      'heartbeat_timeout', 100, 'Seconds without heartbeats after which JAX takes '
+      'a process of a multi-process run for lost and ends the others.')
   from jaxdistil.config_lib import flags_parser
   app.run(main, flags_parser=flags_parser('jaxdistil.train'))

@@ -45,8 +45,9 @@ def test_ablate_trains_variants_and_prints_table4(tmp_path):
   r = subprocess.run(
       [sys.executable, '-m', 'jaxdistil.ablate', '--config=configs/tiny.py',
        f'--workdir={work}', f'--glue_data={glue}', '--tasks=SST-2',
-       '--variants=full,no_ce', '--set=data=synthetic', '--set=total_steps=4',
-       '--set=eval_every=0', '--set=checkpoint_every=4', f'--tokenizer={vocab}',
+       '--variants=full,no_ce', '--config.data=synthetic', '--config.total_steps=4',
+       '--config.eval_every=0', '--config.checkpoint_every=4',
+       f'--tokenizer={vocab}',
        '--glue_max_steps=6', '--glue_max_len=16', '--no_progress'],
       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
       text=True, timeout=600)
@@ -54,6 +55,7 @@ def test_ablate_trains_variants_and_prints_table4(tmp_path):
   with open(os.path.join(work, 'ablation.json')) as f:
     summary = json.load(f)
   assert summary['variants'] == ['full', 'no_ce']
+  assert summary['overrides']['total_steps'] == '4'
   for v in ('full', 'no_ce'):
     assert os.path.isfile(os.path.join(work, v, 'DONE'))     # trained to the end
     assert summary['results'][v]['SST-2']['num_dev'] == {'dev': 24}
@@ -79,3 +81,12 @@ def test_ablate_bad_input_is_one_line(tmp_path):
   assert r.returncode == 2
   assert r.stderr.strip().splitlines()[-1].startswith(
       "jaxdistil.ablate: unknown variant 'no_kd'")
+  # Overrides are train's `--config.key=value`, checked the same way.
+  r = subprocess.run(
+      [sys.executable, '-m', 'jaxdistil.ablate', '--config=configs/tiny.py',
+       f'--workdir={tmp_path / "w"}', f'--glue_data={tmp_path}',
+       '--config.no_such_key=1'],
+      cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
+      text=True, timeout=300)
+  assert r.returncode == 2 and r.stderr.strip().count('\n') == 0, r.stderr
+  assert 'no_such_key' in r.stderr and not os.path.exists(tmp_path / 'w')

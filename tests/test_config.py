@@ -93,7 +93,7 @@ def test_ablation_variants_change_exactly_one_thing():
   import importlib.util
   import os
   from jaxdistil import config_lib
-  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'ablation.py')
+  path = os.path.join(os.path.dirname(__file__), '..', 'configs', 'ablate.py')
   spec = importlib.util.spec_from_file_location('ablation', path)
   ablation = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(ablation)

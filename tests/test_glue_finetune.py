@@ -14,6 +14,7 @@ import pytest
 
 from jaxdistil import sharding
 from jaxdistil.glue import __main__ as cli
+from jaxdistil.glue import run as glue_run
 from jaxdistil.glue import data, finetune, tasks
 from jaxdistil.glue.tasks import GlueError
 from jaxdistil.models import bert
@@ -245,7 +246,7 @@ def test_train_runs_the_plan_with_one_batch_shape_per_bucket(on):
 
   compiled = finetune.Compiled(step, None, None, None, None)
   steps = finetune.total_steps(lengths, cfg)
-  finetune.train(compiled, {}, {}, {}, arrays, cfg, steps, None, 0, mesh, Bar())
+  finetune.fit(compiled, {}, {}, {}, arrays, cfg, steps, None, 0, mesh, Bar())
   buckets = finetune.bucket_lengths(64, on)
   plan = plan_of(lengths, 16, steps, 0, buckets)
   assert len(fed) == len(plan) == steps
@@ -464,14 +465,14 @@ def test_a_loaded_checkpoint_is_unpacked_with_its_pooler_and_tokenizer():
                       'bias': np.zeros(32, np.float32)}}
   loaded = SimpleNamespace(config=cfg, params=params, pooler=pooler,
                            tokenizer_dir=VOCAB, layout='bert')
-  got_cfg, got_params, got_tok = cli.unpack_loaded(loaded)
+  got_cfg, got_params, got_tok = glue_run.unpack_loaded(loaded)
   assert got_cfg is cfg and got_params['pooler'] is pooler
   assert set(got_params) == set(params) | {'pooler'} and 'pooler' not in params
   assert got_tok.cls_token_id == 101 and len(got_tok) == 30522
   loaded = SimpleNamespace(config=cfg, params=params, pooler=None, tokenizer_dir=None)
-  assert cli.unpack_loaded(loaded)[1].keys() == params.keys()
-  assert cli.unpack_loaded(loaded)[2] is None
-  assert cli.unpack_loaded((cfg, params, None)) == (cfg, params, None)
+  assert glue_run.unpack_loaded(loaded)[1].keys() == params.keys()
+  assert glue_run.unpack_loaded(loaded)[2] is None
+  assert glue_run.unpack_loaded((cfg, params, None)) == (cfg, params, None)
 
 
 @needs_data

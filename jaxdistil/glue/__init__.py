@@ -4,7 +4,8 @@
 
 Modules: `tasks` (the nine tasks), `data` (TSV / TFDS reading, tokenisation),
 `metrics` (GLUE metrics, macro score), `finetune` (`run_task`), `report`
-(Table 1 and Table 4 in markdown), `__main__` (the command line). Nothing heavy
+(Table 1 and Table 4 in markdown), `run` (one model on its tasks: the library
+behind the command), `__main__` (the command line). Nothing heavy
 is imported here.
 """
 

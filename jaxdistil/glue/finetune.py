@@ -499,8 +499,8 @@ def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None
   bucket_lengths(cfg.max_len, cfg.length_buckets)    # one line if malformed
 
 
-def train(compiled: Compiled, params, opt_state, rest, arrays: dict,
-          cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar):
+def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
+        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar):
   """`steps` train steps over `arrays` in the batches of `train_plan` (one
   shape, so one compile, per bucket); the final params and last loss."""
   lengths = glue_data.lengths(arrays)
@@ -558,7 +558,7 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
     opt_state = compiled.init_opt(params)
     with tqdm(total=steps, desc=f'{task.name} seed {seed}', leave=False,
               disable=not progress, dynamic_ncols=True) as bar:
-      params, loss = train(compiled, params, opt_state, device_rest,
+      params, loss = fit(compiled, params, opt_state, device_rest,
                            task_data.train, cfg, steps, key_dropout, seed, mesh,
                            bar)
     with sharding.constraints(mesh):

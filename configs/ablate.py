@@ -1,6 +1,6 @@
 """The paper's table-4 ablations of the base setting, one variant per argument:
 
-    python -m jaxdistil.train --config=configs/ablation.py:no_ce --workdir=runs/no_ce
+    python -m jaxdistil.train --config=configs/ablate.py:no_ce --workdir=runs/no_ce
 
   full         the triple loss with teacher initialisation (the reference point)
   no_ce        without L_ce        (paper: -2.96 GLUE macro-score)
@@ -8,14 +8,14 @@
   no_mlm       without L_mlm       (paper: -0.31)
   random_init  triple loss, student initialised at random (paper: -3.69)
 
-Any base can be given after a comma: `ablation.py:no_ce,small` uses configs/small.py.
+Any base can be given after a comma: `ablate.py:no_ce,small` uses configs/small.py.
 """
 
 import os
 
-from jaxdistil import ablation, config_lib
+from jaxdistil import ablate, config_lib
 
-VARIANTS = ablation.VARIANTS
+VARIANTS = ablate.KNOWN
 
 
 def get_config(arg: str = 'full'):
@@ -24,4 +24,4 @@ def get_config(arg: str = 'full'):
     raise ValueError(f'unknown ablation {variant!r}: use one of {", ".join(VARIANTS)}')
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       f'{base or "distilbert_base"}.py')
-  return ablation.apply(config_lib.load_file(path), variant)
+  return ablate.apply(config_lib.load_file(path), variant)
