@@ -112,11 +112,34 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def shipped(name: str) -> str:
+  """The path of the shipped config file `name` ('tiny.py'): the checkout's
+  configs/ folder, or the installed package `jaxdistil.configs`."""
+  from importlib import resources
+  return str(resources.files('jaxdistil.configs').joinpath(name))
+
+
+def resolve_path(path: str) -> str:
+  """`path` when that file exists; else, for `configs/NAME.py`, `NAME.py` or
+  `NAME`, the shipped config of that name (so the documented commands work
+  from any directory once the package is installed); else `path` unchanged."""
+  import os
+  if os.path.isfile(path):
+    return path
+  head, name = os.path.split(path)
+  if os.path.normpath(head) in ('.', 'configs') and name:
+    candidate = shipped(name if name.endswith('.py') else name + '.py')
+    if os.path.isfile(candidate):
+      return candidate
+  return path
+
+
 def load_module(path: str):
   """A config file as a module (configs are Python files, not a package).
   A file that does not exist or does not run is one ConfigError line."""
   import importlib.util
   import os
+  path = resolve_path(path)
   if not os.path.isfile(path):
     raise ConfigError(f'config file {path!r} does not exist')
   name = 'jaxdistil_config_' + os.path.splitext(os.path.basename(path))[0]
@@ -190,6 +213,21 @@ def check_command_line(argv, flag: str = 'config') -> None:
   check_overrides(load_file(path), keys)
 
 
+def resolve_command_line(argv, flag: str = 'config') -> list:
+  """`argv` with the file of `--config=FILE[:ARG]` resolved by `resolve_path`."""
+  out, args = list(argv), list(argv)
+  for i, a in enumerate(args):
+    if a == '--':
+      break
+    if a.startswith(f'--{flag}='):
+      path, colon, arg = a.split('=', 1)[1].partition(':')
+      out[i] = f'--{flag}={resolve_path(path)}{colon}{arg}'
+    elif a == f'--{flag}' and i + 1 < len(args):
+      path, colon, arg = args[i + 1].partition(':')
+      out[i + 1] = f'{resolve_path(path)}{colon}{arg}'
+  return out
+
+
 def flags_parser(prog: str, flag: str = 'config'):
   """An `absl.app.run(..., flags_parser=)` that turns a config file or
   override that cannot load into one line on stderr and exit status 2."""
@@ -198,6 +236,7 @@ def flags_parser(prog: str, flag: str = 'config'):
 
   def parse(argv):
     try:
+      argv = resolve_command_line(argv, flag)
       check_command_line(argv, flag)
       return flags.FLAGS(argv)
     except ConfigError as e:

@@ -42,14 +42,13 @@ import argparse
 from jaxdistil import workdir as layout
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'quickstart_data')
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      'configs', 'quickstart.py')
+CONFIG = 'quickstart.py'                # a shipped config (config_lib.shipped)
 
 
 def load_config(stage: str):
   """configs/quickstart.py (from the checkout) for `stage`."""
   from jaxdistil import config_lib
-  module = config_lib.load_module(CONFIG)
+  module = config_lib.load_module(config_lib.shipped(CONFIG))
   return module.get_config(stage), module.VOCAB_SIZE
 
 

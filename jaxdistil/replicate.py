@@ -43,8 +43,7 @@ import time
 
 from jaxdistil import workdir as workdir_layout
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      'configs', 'replicate.py')
+CONFIG = 'replicate.py'                # a shipped config (config_lib.shipped)
 TABLE1_NAMES = {'teacher': 'Teacher', 'full': 'Student (triple loss)',
                 'mlm_only': 'Student, MLM only (no teacher signal)'}
 # Table 4 of the paper: change of the GLUE macro-score against `full`.
@@ -61,7 +60,7 @@ class ReplicateError(ValueError):
 
 def load_plan(budget: str):
   from jaxdistil import config_lib
-  module = config_lib.load_module(CONFIG)
+  module = config_lib.load_module(config_lib.shipped(CONFIG))
   if budget not in module.BUDGETS:
     raise ReplicateError(f'--budget={budget!r} does not exist: use one of '
                          f'{", ".join(module.BUDGETS)} (configs/replicate.py)')

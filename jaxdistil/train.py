@@ -125,9 +125,10 @@ def train(config, workdir: str) -> dict:
       log.add(done, step_metrics)
       bar.update(1)
 
+      stopping = stop['now']    # read once: a signal from here on waits a step
       evaluate_now = config.eval_every and (done % config.eval_every == 0
                                             or done == config.total_steps)
-      save_now = done % config.checkpoint_every == 0 or done == end or stop['now']
+      save_now = done % config.checkpoint_every == 0 or done == end or stopping
       if evaluate_now:
         log.flush(evaluate=lambda: evaluate(run, config, state.params))
       elif save_now or done % config.log_every == 0:
@@ -142,7 +143,7 @@ def train(config, workdir: str) -> dict:
           raise TrainError(checkpoint.save_failure(mgr, done, e)) from None
         log.last_saved = done
         writer.sync()
-      if stop['now']:
+      if stopping:
         break
   finally:
     try:

@@ -1,0 +1,92 @@
+"""Our params -> a Hugging Face directory that `transformers` loads unchanged.
+
+A DistilBERT-layout model (no token types: every student) becomes
+`DistilBertForMaskedLM`; a BERT-layout one (a teacher) `BertForMaskedLM`. A
+student can also be written as `BertForMaskedLM` (layout='bert'): its missing
+token-type table is written as zeros, which adds nothing.
+
+The directory holds `config.json` (from `transformers`' own config classes, so
+every field is one it expects), `model.safetensors` (float32, `format: pt`) and
+the tokenizer files. It is written beside the target and renamed into place, so
+a crash leaves either the old directory or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from jaxdistil import fs
+from jaxdistil.convert import hf_config as hf_config_lib
+from jaxdistil.convert import names
+from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
+from jaxdistil.models.bert import BertConfig
+
+
+def hf_config(cfg: BertConfig, layout: str, pad_token_id: int = 0):
+  """`transformers`' own config object (every field one it expects) for `cfg`."""
+  import transformers   # config classes only: no torch needed
+  fields = hf_config_lib.to_hf(cfg, layout, pad_token_id)
+  return transformers.AutoConfig.for_model(fields.pop('model_type'), **fields)
+
+
+def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarray]:
+  """Our params as a PyTorch-named dict of float32 numpy arrays."""
+  flat = {tuple(str(k.key) for k in path): x for path, x in
+          jax.tree_util.tree_leaves_with_path(params)}
+  prefix = names.PREFIX[layout]
+  if layout == 'bert' and not cfg.type_vocab_size:
+    table_cfg = cfg.replace(type_vocab_size=2)
+    flat[('embeddings', 'token_type_embeddings', 'embedding')] = np.zeros(
+        (2, cfg.hidden_size), np.float32)
+    cfg = table_cfg
+  entries = names.entries(layout, cfg)
+  want = {e.ours for e in entries}
+  if set(flat) != want:
+    missing = sorted('/'.join(p) for p in want - set(flat))
+    extra = sorted('/'.join(p) for p in set(flat) - want)
+    raise ConvertError(f'params do not match the model config: missing {missing[:4]}, '
+                       f'unexpected {extra[:4]}')
+  out = {}
+  for e in entries:
+    name = e.hf if e.head and e.hf.startswith(('cls.', 'vocab_')) else prefix + e.hf
+    out[name] = names.to_hf(e, np.asarray(jax.device_get(flat[e.ours]), np.float32))
+  if layout == 'bert' and not cfg.tie_word_embeddings:
+    out['cls.predictions.decoder.bias'] = out['cls.predictions.bias'].copy()
+  return out
+
+
+def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None,
+           tokenizer_dir: str | None = None, overwrite: bool = False) -> str:
+  """Write an HF directory at `output`; returns the layout written.
+
+  An existing non-empty `output` is refused unless `overwrite` (then replaced
+  whole, only after the new one is complete).
+  """
+  from safetensors.numpy import save_file
+  layout = layout or ('distilbert' if not cfg.type_vocab_size else 'bert')
+  output = os.path.abspath(output)
+  if not overwrite:
+    fs.refuse_nonempty(output, error=ConvertError)
+  pad_id = _pad_id(tokenizer_dir) if tokenizer_dir else 0
+  config = hf_config(cfg, layout, pad_id)
+  tensors = state_dict(cfg, params, layout)
+  with fs.atomic_dir(output, overwrite=overwrite, error=ConvertError) as tmp:
+    config.save_pretrained(tmp)
+    save_file(tensors, os.path.join(tmp, 'model.safetensors'),
+              metadata={'format': 'pt'})
+    copy_tokenizer(tokenizer_dir, tmp)
+  return layout
+
+
+def _pad_id(tokenizer_dir: str) -> int:
+  """[PAD]'s id from a vocab.txt (0 in BERT's), without loading a tokenizer."""
+  vocab = os.path.join(tokenizer_dir, 'vocab.txt')
+  if os.path.isfile(vocab):
+    with open(vocab, encoding='utf-8') as f:
+      for i, line in enumerate(f):
+        if line.rstrip('\n') == '[PAD]':
+          return i
+  return 0

@@ -1,0 +1,168 @@
+"""Our own model directory, and `load_model`: one loader for every kind of model.
+
+A jaxdistil model directory (what `convert import` writes, and what a teacher
+given as a checkpoint is) holds
+
+    jaxdistil_model.json   {"format": "jaxdistil-model", "config": {...BertConfig},
+                            "layout": "bert" | "distilbert", "source": ...}
+    params/                orbax checkpoint of the params tree (float32)
+    pooler.npz             BERT's pooler, when the source had one (GLUE uses it)
+    vocab.txt, ...         the tokenizer files
+
+`load_model(path)` reads any of: such a directory; a `train` workdir (the
+student of its latest checkpoint, described by the workdir's `model.json`); a
+Hugging Face directory; a hub id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+
+from jaxdistil import fs, workdir
+from jaxdistil.convert import hf_in
+from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
+from jaxdistil.convert.loaded import Loaded
+from jaxdistil.models import bert
+from jaxdistil.models.bert import BertConfig
+
+MODEL_FILE = 'jaxdistil_model.json'
+FORMAT = 'jaxdistil-model'
+
+
+def config_to_dict(cfg: BertConfig) -> dict:
+  return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict, where: str) -> BertConfig:
+  fields = {f.name for f in dataclasses.fields(BertConfig)}
+  unknown = sorted(set(d) - fields)
+  if unknown:
+    raise ConvertError(f'{where}: unknown model config field(s) {unknown}: written '
+                       f'by a newer jaxdistil?')
+  return BertConfig(**d)
+
+
+def _abstract(cfg: BertConfig, shardings=None):
+  abstract = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))
+  if shardings is None:
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda _: one, abstract)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
+               source: str = '', tokenizer_dir: str | None = None,
+               pooler: dict | None = None, fresh_head: bool = False) -> None:
+  """Write a model directory (beside `output`, then renamed into place).
+  `fresh_head` records that the MLM head was initialised at import, not
+  trained, so that nothing takes its outputs as a teacher's."""
+  import orbax.checkpoint as ocp
+  with fs.atomic_dir(output, error=ConvertError) as tmp:
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(os.path.join(tmp, 'params'), params)
+    ckpt.wait_until_finished()
+    if pooler is not None:
+      np.savez(os.path.join(tmp, 'pooler.npz'), kernel=pooler['dense']['kernel'],
+               bias=pooler['dense']['bias'])
+    copy_tokenizer(tokenizer_dir, tmp)
+    meta = {'format': FORMAT, 'version': 1, 'layout': layout, 'source': source,
+            'config': config_to_dict(cfg)}
+    if fresh_head:
+      meta['fresh_head'] = True
+    with open(os.path.join(tmp, MODEL_FILE), 'w') as f:
+      json.dump(meta, f, indent=2)
+
+
+def _read_json(path: str) -> dict:
+  try:
+    return json.loads(fs.read_text(path))
+  except (OSError, ValueError) as e:
+    raise ConvertError(f'cannot read {path} ({type(e).__name__}): the directory is '
+                       f'damaged') from None
+
+
+def _restore_params(path: str, cfg: BertConfig, shardings, where: str,
+                    key: str | None = None) -> dict:
+  """The params tree at `path` (under `key` of a larger tree, if given)."""
+  import orbax.checkpoint as ocp
+  item = _abstract(cfg, shardings)
+  if key:
+    item = {key: item}
+  try:
+    out = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True))
+    return out[key] if key else out
+  except Exception as e:
+    raise ConvertError(f'cannot read the parameters in {where} '
+                       f'({type(e).__name__}: {str(e).splitlines()[0][:200]}): the '
+                       f'checkpoint is damaged or of another model') from None
+
+
+def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
+  meta = _read_json(os.path.join(path, MODEL_FILE))
+  if meta.get('format') != FORMAT:
+    raise ConvertError(f'{path}/{MODEL_FILE} is not a jaxdistil model description')
+  cfg = config_from_dict(meta['config'], path)
+  shardings = shardings_for(cfg) if shardings_for else None
+  params = _restore_params(os.path.join(path, 'params'), cfg, shardings, path)
+  pooler = None
+  if os.path.isfile(os.path.join(path, 'pooler.npz')):
+    with np.load(os.path.join(path, 'pooler.npz')) as z:
+      pooler = {'dense': {'kernel': z['kernel'], 'bias': z['bias']}}
+  return Loaded(cfg, params, meta.get('layout', 'bert'),
+                path if has_tokenizer(path) else None, pooler,
+                meta.get('source', ''), 'model_dir',
+                bool(meta.get('fresh_head', False)))
+
+
+def read_workdir(path: str, shardings_for: Callable | None = None,
+                 step: int | None = None) -> Loaded:
+  """The student of a train workdir's latest (or given) checkpoint; `path`
+  may be a URL (gs://) as well as a local folder."""
+  described = fs.join(path, workdir.MODEL)
+  meta = _read_json(described)
+  cfg = config_from_dict(meta['student'], described)
+  if 'layout' not in meta['student']:      # written before BertConfig.layout
+    cfg = cfg.replace(layout=meta.get('layout', 'distilbert'))
+  step = workdir.latest_step(path) if step is None else step
+  if step is None:
+    raise ConvertError(f'{path} holds no checkpoint yet: train first, or give a '
+                       f'model directory')
+  shardings = shardings_for(cfg) if shardings_for else None
+  state = workdir.state_path(path, step)
+  params = _restore_params(state, cfg, shardings, fs.dirname(state), key='params')
+  return Loaded(cfg, params, meta.get('layout', 'distilbert'),
+                workdir.tokenizer(path), None, f'{path} step {step}', 'workdir')
+
+
+def load_model(path_or_id: str, init_missing_head: bool = False,
+               shardings_for: Callable | None = None) -> Loaded:
+  """Any model we can read, as (config, params, tokenizer, ...); see the module doc.
+
+  `shardings_for(config)` may give a shardings tree to place the params on.
+  """
+  path = path_or_id if fs.is_remote(path_or_id) else os.path.expanduser(path_or_id)
+  if fs.is_remote(path) and not fs.isdir(path):
+    raise ConvertError(f'{path_or_id} does not exist')
+  if fs.isdir(path):
+    if fs.isfile(fs.join(path, MODEL_FILE)):
+      return read_model_dir(path, shardings_for)
+    if workdir.is_workdir(path):
+      return read_workdir(path, shardings_for)
+    if fs.is_remote(path):
+      raise ConvertError(f'{path_or_id}: only jaxdistil model directories and '
+                         f'train workdirs are read from remote storage; copy a '
+                         f'Hugging Face model to a local folder first')
+    if not os.path.isfile(os.path.join(path, 'config.json')):
+      raise ConvertError(
+          f'{path_or_id} is neither a Hugging Face model (no config.json), a '
+          f'jaxdistil model ({MODEL_FILE}) nor a train workdir ({workdir.MODEL})')
+  return hf_in.import_hf(path_or_id, init_missing_head, shardings=shardings_for)

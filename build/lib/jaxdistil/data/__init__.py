@@ -1,0 +1,1 @@
+"""Data: text sources, tokenisation into shards, and the tf.data input pipeline."""

@@ -1,0 +1,623 @@
+"""Fine-tune an encoder on one GLUE task and score it on the dev set(s).
+
+The head sits on the first token's last hidden state, as in Hugging Face's
+sequence-classification models:
+- DistilBERT layout (no pooler in the encoder params): `pre_classifier` dense
+  H->H, ReLU, dropout, `classifier` H->num_outputs;
+- BERT layout (encoder params carry `pooler/dense/{kernel,bias}`): the pooler
+  dense H->H with tanh, dropout, `classifier`.
+STS-B is a regression (one output, mean squared error); the other tasks use
+softmax cross-entropy.
+
+Training is one jitted step (forward, loss, gradients, optax AdamW update) over
+a data-parallel mesh (`jaxdistil.sharding`), with the defaults of transformers'
+`run_glue` and the paper: lr 2e-5, batch 32, 3 epochs, max_len 128, linear
+warm-up over 6% of the steps then linear decay to 0, weight decay 0.01 on
+kernels and embeddings only (not biases or LayerNorm), gradient clipping at 1.
+
+Batches are cut to length buckets (`length_buckets`, on by default): each
+example is padded only to the smallest of a few fixed lengths that holds it
+(8, 12, 16, 24, 32, 48, 64, 96, 128 for max_len 128; see `bucket_lengths`),
+not to max_len. GLUE sentences are short (CoLA averages 11 tokens, so at 128
+it is 91% padding), and padding is masked out, so this changes no result of
+the model, only the work done. Each bucket is one batch shape, so one compile
+of the train step and one of prediction. A training epoch shuffles, groups the
+examples by bucket, cuts each group into batches and shuffles the batches; a
+bucket's last batch is short and padded with zero-weight rows (so the loss is
+the mean over real examples only), which gives up to one more step per bucket
+per epoch than ceil(n / batch_size). Dev sets are sorted by length, batched,
+and the predictions put back in order. `length_buckets=False` pads everything
+to max_len, in the original order: the behaviour before buckets. Results
+report the padding fraction (padding tokens over all tokens of the batches
+run, zero-weight rows included) of training and evaluation.
+
+Only dev sets are evaluated. With several seeds, each seed re-initialises the
+head, reshuffles and re-draws dropout; the result reports every seed and the
+median (the paper's Table 1 gives the median of 5 runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxdistil import optim, sharding
+from jaxdistil.glue import data as glue_data
+from jaxdistil.glue import metrics as glue_metrics
+from jaxdistil.glue.tasks import GlueError, Task, get as get_task
+from jaxdistil.models import bert
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  learning_rate: float = 2e-5
+  batch_size: int = 32
+  epochs: float = 3.0
+  max_len: int = 128
+  max_steps: int | None = None      # overrides epochs when set
+  warmup_fraction: float = 0.06
+  weight_decay: float = 0.01
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  clip_norm: float = 1.0
+  head_dropout: float = 0.1
+  eval_batch_size: int = 128
+  max_train_examples: int | None = None   # random subset of train (smoke runs)
+  length_buckets: bool | tuple = True     # False: pad to max_len; or lengths
+  mesh: tuple = (('data', -1),)           # {'data': d, 'fsdp': f, 'tensor': t}
+
+  def optim_config(self) -> optim.OptimConfig:
+    return optim.OptimConfig(
+        learning_rate=self.learning_rate, b1=self.b1, b2=self.b2, eps=self.eps,
+        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction,
+        clip_norm=self.clip_norm)
+
+
+# ----------------------------------------------------------------------------
+# The model: encoder + head, as pure functions
+
+def _normal(rng, shape, std):
+  return std * jax.random.normal(rng, shape, jnp.float32)
+
+
+def init_head(cfg: bert.BertConfig, num_outputs: int, rng,
+              pooler: dict | None = None) -> dict:
+  """Head parameters; BERT's pooler is kept (and fine-tuned) when given."""
+  hidden = cfg.hidden_size
+  k_pre, k_cls = jax.random.split(rng)
+  head = {'classifier': {
+      'kernel': _normal(k_cls, (hidden, num_outputs), cfg.initializer_range),
+      'bias': jnp.zeros((num_outputs,), jnp.float32)}}
+  if pooler is not None:
+    head['pooler'] = {'dense': {k: jnp.asarray(pooler['dense'][k], jnp.float32)
+                                for k in ('kernel', 'bias')}}
+  else:
+    head['pre_classifier'] = {
+        'kernel': _normal(k_pre, (hidden, hidden), cfg.initializer_range),
+        'bias': jnp.zeros((hidden,), jnp.float32)}
+  return head
+
+
+def _dense(p, x):
+  return x @ p['kernel'] + p['bias']
+
+
+def _dropout(x, rate: float, rng):
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def head_apply(head: dict, first_token, rate: float, rng=None):
+  """[B, H] first-token states -> [B, num_outputs] logits (float32)."""
+  x = first_token.astype(jnp.float32)
+  if 'pooler' in head:
+    x = jnp.tanh(_dense(head['pooler']['dense'], x))
+  else:
+    x = jax.nn.relu(_dense(head['pre_classifier'], x))
+  return _dense(head['classifier'], _dropout(x, rate, rng))
+
+
+def split_encoder_params(cfg: bert.BertConfig, params: dict):
+  """(trained encoder params, untouched MLM head params, pooler or None).
+
+  The MLM head (`cls`) is needed by `bert.apply` but not by the classifier, so
+  it is neither trained nor given optimizer state (its computation is dead
+  code under jit). A checkpoint without one gets zeros of the right shapes.
+  """
+  encoder = {k: v for k, v in params.items() if k not in ('cls', 'pooler')}
+  if 'cls' in params:
+    rest = {'cls': params['cls']}
+  else:
+    shapes = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))['cls']
+    rest = {'cls': jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)}
+  return encoder, rest, params.get('pooler')
+
+
+def forward(cfg: bert.BertConfig, params: dict, rest: dict, batch: dict,
+            head_dropout: float, rng=None):
+  enc_rng = head_rng = None
+  if rng is not None:
+    enc_rng, head_rng = jax.random.split(rng)
+  out = bert.apply(cfg, {**params['encoder'], **rest}, batch['input_ids'],
+                   batch['attention_mask'], batch['token_type_ids'],
+                   dropout_rng=enc_rng)
+  return head_apply(params['head'], out.hidden_states[-1][:, 0], head_dropout,
+                    head_rng)
+
+
+def loss_fn(logits, labels, weights, regression: bool):
+  """Mean over rows with weight 1: MSE for regression, else cross-entropy."""
+  if regression:
+    per_row = jnp.square(logits[:, 0] - labels.astype(jnp.float32))
+  else:
+    per_row = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
+               batch, key, step):
+  """One AdamW step; pure (dropout keyed on (key, step))."""
+  rng = jax.random.fold_in(key, step)
+
+  def loss_of(p):
+    logits = forward(cfg, p, rest, batch, head_dropout, rng)
+    return loss_fn(logits, batch['labels'], batch['weights'], regression)
+
+  loss, grads = jax.value_and_grad(loss_of)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss
+
+
+def predict_step(cfg, params, rest, batch):
+  return forward(cfg, params, rest, batch, 0.0, None)
+
+
+# ----------------------------------------------------------------------------
+# Sharding and batches
+
+def _mesh(cfg: FinetuneConfig):
+  return sharding.make_mesh(dict(cfg.mesh))
+
+
+def param_shardings(bert_cfg: bert.BertConfig, params: dict, mesh) -> dict:
+  """Encoder params by their logical axes (replicated on a pure data mesh),
+  head replicated. An encoder tree the logical table does not describe (an
+  unexpected checkpoint layout) is replicated."""
+  replicated = NamedSharding(mesh, P())
+  is_spec = lambda x: isinstance(x, P)
+  logical = bert.logical_axes(bert_cfg)
+  logical = {k: logical[k] for k in params['encoder'] if k in logical}
+  same = (jax.tree.structure(logical, is_leaf=is_spec) ==
+          jax.tree.structure(params['encoder']))
+  encoder = (sharding.param_shardings(logical, params['encoder'], mesh) if same
+             else jax.tree.map(lambda _: replicated, params['encoder']))
+  return {'encoder': encoder,
+          'head': jax.tree.map(lambda _: replicated, params['head'])}
+
+
+def _host_rows(n: int) -> slice:
+  """This process's rows of a global batch of n (rows go in process order)."""
+  per = n // jax.process_count()
+  return slice(per * jax.process_index(), per * (jax.process_index() + 1))
+
+
+def _gather(x) -> np.ndarray:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def _batch(arrays: dict, index: np.ndarray, size: int,
+           length: int | None = None) -> dict:
+  """Rows `index` padded to `size` with zero-weight copies of row index[0],
+  the token arrays cut to their first `length` columns (all when None)."""
+  real = len(index)
+  full = np.concatenate([index, np.full(size - real, index[0], index.dtype)])
+  out = {k: v[full, :length] if v.ndim == 2 else v[full]
+         for k, v in arrays.items()}
+  out['weights'] = (np.arange(size) < real).astype(np.float32)
+  return out
+
+
+def train_indexes(n: int, batch_size: int, total_steps: int, seed: int):
+  """Per step, the example indexes: a new permutation every epoch; the last
+  batch of an epoch is short (and padded later)."""
+  rng = np.random.default_rng(seed)
+  per_epoch = math.ceil(n / batch_size)
+  perm = None
+  for step in range(total_steps):
+    i = step % per_epoch
+    if i == 0:
+      perm = rng.permutation(n)
+    yield perm[i * batch_size:(i + 1) * batch_size]
+
+
+# ----------------------------------------------------------------------------
+# Length buckets and batch plans (pure NumPy: which rows, padded to what length)
+
+class Batch(NamedTuple):
+  index: np.ndarray     # example rows, at most batch_size (the rest is padding)
+  length: int           # the padded sequence length: the batch's bucket
+
+
+def bucket_lengths(max_len: int, buckets: bool | Sequence[int] = True
+                   ) -> tuple[int, ...]:
+  """The padded lengths batches may have, ascending, max_len always last.
+
+  True: the lengths 2^k and 3*2^(k-1) from 8 below max_len, then max_len (8,
+  12, 16, 24, 32, 48, 64, 96, 128 for 128). Consecutive ones differ by at most
+  1.5x, so a row longer than 8 tokens is padded by under a third of its
+  bucket, while the count (one compile each) grows only as 2*log2(max_len/8):
+  a linear grid (multiples of 16) pads CoLA 37% at 8 shapes, this set 15% at
+  9, and at max_len 512 it is 13 shapes against 32. All are multiples of 4,
+  and from 16 on of 8, which accelerators tile well. False: (max_len,), the
+  fixed-length batches of before. A sequence of lengths: those, plus max_len.
+  """
+  if buckets is True:
+    grid = sorted({2 ** k for k in range(3, 20)} |
+                  {3 * 2 ** k for k in range(2, 20)})
+    return tuple(b for b in grid if b < max_len) + (max_len,)
+  if buckets is False or buckets is None:
+    return (max_len,)
+  try:
+    chosen = sorted({int(b) for b in buckets})
+  except (TypeError, ValueError):
+    raise GlueError(f'length_buckets={buckets!r}: give True, False or a list of '
+                    f'lengths such as (32, 64, 128)') from None
+  bad = [b for b in chosen if not 1 <= b <= max_len]
+  if bad:
+    raise GlueError(f'length_buckets={tuple(buckets)}: length {bad[0]} is not '
+                    f'in 1..max_len={max_len}; drop it or raise max_len')
+  return tuple(b for b in chosen if b < max_len) + (max_len,)
+
+
+def bucket_of(lengths, buckets: Sequence[int]) -> np.ndarray:
+  """The smallest bucket that holds each length (lengths <= buckets[-1])."""
+  return np.asarray(buckets)[np.searchsorted(buckets, lengths, side='left')]
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int,
+                  buckets: Sequence[int], rng) -> list[Batch]:
+  """One training epoch: shuffle, group by bucket (shuffled within), cut each
+  group into batches of batch_size (its last one short), shuffle the batches.
+  Every example is in exactly one batch, padded to its own bucket."""
+  perm = rng.permutation(len(lengths))
+  padded = bucket_of(lengths[perm], buckets)
+  batches = []
+  for b in buckets:
+    rows = perm[padded == b]
+    batches += [Batch(rows[i:i + batch_size], int(b))
+                for i in range(0, len(rows), batch_size)]
+  return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def steps_per_epoch(lengths: np.ndarray, batch_size: int,
+                    buckets: Sequence[int]) -> int:
+  """The batches of one epoch of `epoch_batches`: ceil(count / batch_size)
+  per bucket; ceil(n / batch_size) with one bucket."""
+  if len(buckets) == 1:
+    return math.ceil(len(lengths) / batch_size)
+  counts = np.bincount(np.searchsorted(buckets, lengths, side='left'),
+                       minlength=len(buckets))
+  return int(sum(math.ceil(c / batch_size) for c in counts))
+
+
+def train_plan(lengths: np.ndarray, batch_size: int, steps: int, seed: int,
+               buckets: Sequence[int]):
+  """Per step, a `Batch`; deterministic given the seed. With one bucket it is
+  `train_indexes` (the order of fixed-length batching), else `epoch_batches`
+  epoch after epoch, a partial last epoch taking its first batches."""
+  if len(buckets) == 1:
+    for index in train_indexes(len(lengths), batch_size, steps, seed):
+      yield Batch(index, int(buckets[0]))
+    return
+  rng = np.random.default_rng(seed)
+  step = 0
+  while step < steps:
+    for batch in epoch_batches(lengths, batch_size, buckets, rng)[:steps - step]:
+      yield batch
+      step += 1
+
+
+def eval_plan(lengths: np.ndarray, batch_size: int,
+              buckets: Sequence[int]) -> list[Batch]:
+  """Prediction batches: by ascending length, each padded to the bucket of
+  its longest row, so rows of similar length share a batch. The one short
+  batch holds the shortest rows, where its zero-weight rows cost least. With
+  one bucket, the rows in their order."""
+  n = len(lengths)
+  if len(buckets) == 1:
+    return [Batch(np.arange(s, min(s + batch_size, n)), int(buckets[0]))
+            for s in range(0, n, batch_size)]
+  order = np.argsort(lengths, kind='stable')
+  starts = [0] + list(range(n % batch_size or batch_size, n, batch_size))
+  return [Batch(index, int(bucket_of(lengths[index].max(), buckets)))
+          for index in (order[a:b] for a, b in zip(starts, starts[1:] + [n]))]
+
+
+def token_counts(lengths: np.ndarray, plan, batch_size: int) -> tuple[int, int]:
+  """(real tokens, all tokens) of the padded batches of `plan`."""
+  real = total = 0
+  for batch in plan:
+    real += int(lengths[batch.index].sum())
+    total += batch_size * batch.length
+  return real, total
+
+
+def padding_fraction(lengths: np.ndarray, plan, batch_size: int) -> float:
+  """Padding tokens over all tokens of the batches, zero-weight rows included:
+  the share of the model's work spent on padding."""
+  real, total = token_counts(lengths, plan, batch_size)
+  return 1.0 - real / max(total, 1)
+
+
+def eval_padding_fraction(dev: dict, batch_size: int,
+                          buckets: Sequence[int]) -> float:
+  """`padding_fraction` of the prediction batches of all the dev sets."""
+  counts = [token_counts(lengths, eval_plan(lengths, batch_size, buckets),
+                         batch_size)
+            for lengths in map(glue_data.lengths, dev.values())]
+  return 1.0 - sum(r for r, _ in counts) / max(sum(t for _, t in counts), 1)
+
+
+def total_steps(lengths, cfg: FinetuneConfig) -> int:
+  """The run's steps: max_steps, else ceil(epochs * steps_per_epoch).
+
+  `lengths` are the training rows' token counts (`glue_data.lengths`); a plain
+  count n stands for n rows of unknown length, batched as one bucket."""
+  if cfg.max_steps:
+    return int(cfg.max_steps)
+  if np.ndim(lengths) == 0:
+    per_epoch = math.ceil(int(lengths) / cfg.batch_size)
+  else:
+    per_epoch = steps_per_epoch(np.asarray(lengths), cfg.batch_size,
+                                bucket_lengths(cfg.max_len, cfg.length_buckets))
+  return max(1, math.ceil(cfg.epochs * per_epoch))
+
+
+# ----------------------------------------------------------------------------
+# Running a task
+
+@dataclasses.dataclass
+class TaskData:
+  train: dict                       # encoded arrays
+  dev: dict                         # split name -> encoded arrays
+  skipped: int
+
+
+def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
+                   vocab_size: int, source: str = 'tsv', seed: int = 0) -> TaskData:
+  train = glue_data.read_split(task, glue_data.TRAIN, data_dir, source)
+  skipped = train.skipped
+  if cfg.max_train_examples and len(train) > cfg.max_train_examples:
+    pick = np.random.default_rng(seed).choice(len(train), cfg.max_train_examples,
+                                              replace=False)
+    train = train.take(np.sort(pick))
+  if len(train) == 0:
+    raise GlueError(f'{train.origin}: no training examples')
+  encoded = {glue_data.TRAIN: glue_data.encode(train, tokenizer, cfg.max_len)}
+  for d in task.dev:
+    dev = glue_data.read_split(task, d.name, data_dir, source)
+    if len(dev) == 0:
+      raise GlueError(f'{dev.origin}: no dev examples')
+    encoded[d.name] = glue_data.encode(dev, tokenizer, cfg.max_len)
+  top = max(int(e['input_ids'].max()) for e in encoded.values())
+  if top >= vocab_size:
+    raise GlueError(f'the tokenizer gives token id {top} but the model has '
+                    f'{vocab_size} embeddings: tokenizer and model do not match')
+  train_arrays = encoded.pop(glue_data.TRAIN)
+  return TaskData(train_arrays, encoded, skipped)
+
+
+def predict_logits(predict, params, rest, arrays: dict, batch_size: int, mesh,
+                   buckets: Sequence[int] | None = None) -> np.ndarray:
+  """[N, num_outputs] logits of every row of `arrays`, in their order, from
+  the batches of `eval_plan` (buckets None: everything at full length)."""
+  lengths = glue_data.lengths(arrays)
+  buckets = buckets or (arrays['input_ids'].shape[1],)
+  logits = None
+  for batch in eval_plan(lengths, batch_size, buckets):
+    host = _batch(arrays, batch.index, batch_size, batch.length)
+    host = {k: v[_host_rows(batch_size)] for k, v in host.items()}
+    out = _gather(predict(params, rest, sharding.global_batch(host, mesh)))
+    if logits is None:
+      logits = np.zeros((len(lengths),) + out.shape[1:], out.dtype)
+    logits[batch.index] = out[:len(batch.index)]
+  return logits
+
+
+def evaluate(task: Task, predict, params, rest, dev: dict, batch_size: int,
+             mesh, buckets: Sequence[int] | None = None) -> dict:
+  """The task's metrics on each of its dev sets (keys as `task.metric_keys()`)."""
+  out = {}
+  for d in task.dev:
+    arrays = dev[d.name]
+    logits = predict_logits(predict, params, rest, arrays, batch_size, mesh,
+                            buckets)
+    preds = logits[:, 0] if task.is_regression else logits.argmax(axis=-1)
+    for name, value in glue_metrics.compute(task.metrics, preds,
+                                            arrays['labels']).items():
+      out[name + d.suffix] = value
+  return out
+
+
+def _round_up(x: int, multiple: int) -> int:
+  return -(-x // multiple) * multiple
+
+
+class Compiled(NamedTuple):
+  train_step: Callable     # (params, opt_state, rest, batch, key, step)
+  predict: Callable        # (params, rest, batch) -> logits
+  init_opt: Callable       # params -> opt_state
+  params: dict             # shardings of the params tree
+  rest: dict               # shardings of the untrained MLM head
+
+
+def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
+                  template: dict, rest: dict, steps: int, mesh) -> Compiled:
+  """The jitted, sharded train step, prediction and optimizer init; `template`
+  is the params tree (arrays or shapes)."""
+  replicated = NamedSharding(mesh, P())
+  p_sh = param_shardings(bert_cfg, template, mesh)
+  tx = optim.make(cfg.optim_config(), steps,
+                  jax.tree.map(lambda _: False, template))
+  o_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, template), p_sh,
+                                        template, mesh)
+  rest_sh = jax.tree.map(lambda _: replicated, rest)
+  batch_sh = sharding.batch_sharding(mesh)
+  step = jax.jit(
+      functools.partial(train_step, bert_cfg, tx, task.is_regression,
+                        cfg.head_dropout),
+      in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
+      out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
+  predict = jax.jit(functools.partial(predict_step, bert_cfg),
+                    in_shardings=(p_sh, rest_sh, batch_sh), out_shardings=batch_sh)
+  return Compiled(step, predict, jax.jit(tx.init, out_shardings=o_sh), p_sh,
+                  rest_sh)
+
+
+def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None:
+  divisor = sharding.batch_divisor(mesh)
+  if cfg.batch_size % divisor:
+    raise GlueError(f'batch_size={cfg.batch_size} must be a multiple of the '
+                    f'{divisor} data-parallel devices')
+  if cfg.max_len > bert_cfg.max_position_embeddings:
+    raise GlueError(f'max_len={cfg.max_len} exceeds the model\'s '
+                    f'{bert_cfg.max_position_embeddings} positions')
+  bucket_lengths(cfg.max_len, cfg.length_buckets)    # one line if malformed
+
+
+def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
+        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar):
+  """`steps` train steps over `arrays` in the batches of `train_plan` (one
+  shape, so one compile, per bucket); the final params and last loss."""
+  lengths = glue_data.lengths(arrays)
+  buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
+  rows = _host_rows(cfg.batch_size)
+  # On CPU, one step at a time: XLA's CPU collectives can deadlock when many
+  # steps queue up on fake devices that share a small thread pool.
+  sync = jax.default_backend() == 'cpu'
+  loss = None
+  with sharding.constraints(mesh):
+    plan = train_plan(lengths, cfg.batch_size, steps, seed, buckets)
+    for step, batch in enumerate(plan):
+      host = _batch(arrays, batch.index, cfg.batch_size, batch.length)
+      host = {k: v[rows] for k, v in host.items()}
+      params, opt_state, loss = compiled.train_step(
+          params, opt_state, rest, sharding.global_batch(host, mesh), key,
+          np.int32(step))
+      if sync:
+        loss.block_until_ready()
+      bar.update(1)
+      if step % 50 == 0 or step == steps - 1:
+        bar.set_postfix(loss=f'{float(loss):.4f}')
+  return params, float(loss)
+
+
+def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
+                   task_data: TaskData, cfg: FinetuneConfig,
+                   seeds: Sequence[int], progress: bool = True) -> list[dict]:
+  """Fine-tune once per seed from the same encoder; per-seed dev results.
+
+  Each seed draws its own head initialisation, data order and dropout."""
+  from tqdm.auto import tqdm
+
+  mesh = _mesh(cfg)
+  check_settings(bert_cfg, cfg, mesh)
+  eval_batch = _round_up(cfg.eval_batch_size, sharding.batch_divisor(mesh))
+  encoder, rest, pooler = split_encoder_params(bert_cfg,
+                                               jax.device_get(encoder_params))
+  buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
+  train_lengths = glue_data.lengths(task_data.train)
+  steps = total_steps(train_lengths, cfg)
+  eval_padding = eval_padding_fraction(task_data.dev, eval_batch, buckets)
+  new_head = lambda key: init_head(bert_cfg, task.num_outputs, key, pooler)
+  template = {'encoder': encoder,
+              'head': jax.eval_shape(new_head, jax.random.key(0))}
+  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh)
+  device_rest = jax.device_put(rest, compiled.rest)
+  results = []
+  for seed in seeds:
+    key_head, key_dropout = jax.random.split(jax.random.key(seed))
+    # Fresh buffers from host copies: the train step donates them.
+    params = jax.device_put({'encoder': encoder,
+                             'head': jax.device_get(new_head(key_head))},
+                            compiled.params)
+    opt_state = compiled.init_opt(params)
+    with tqdm(total=steps, desc=f'{task.name} seed {seed}', leave=False,
+              disable=not progress, dynamic_ncols=True) as bar:
+      params, loss = fit(compiled, params, opt_state, device_rest,
+                           task_data.train, cfg, steps, key_dropout, seed, mesh,
+                           bar)
+    with sharding.constraints(mesh):
+      dev_metrics = evaluate(task, compiled.predict, params, device_rest,
+                             task_data.dev, eval_batch, mesh, buckets)
+    train_padding = padding_fraction(
+        train_lengths, train_plan(train_lengths, cfg.batch_size, steps, seed,
+                                  buckets), cfg.batch_size)
+    results.append({'seed': int(seed), 'metrics': dev_metrics,
+                    'score': glue_metrics.task_score(dev_metrics,
+                                                     task.metric_keys()),
+                    'final_loss': loss, 'steps': steps,
+                    'padding_fraction': {'train': train_padding,
+                                         'eval': eval_padding}})
+  return results
+
+
+def summarize(task: Task, per_seed: list[dict]) -> dict:
+  """Median over seeds of each metric, and of the per-seed task score."""
+  keys = task.metric_keys()
+  return {'metrics': {k: float(np.median([r['metrics'][k] for r in per_seed]))
+                      for k in keys},
+          'score': float(np.median([r['score'] for r in per_seed]))}
+
+
+def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
+             tokenizer, *, seeds: int = 1, epochs: float = 3.0,
+             lr: float = 2e-5, batch_size: int = 32, max_len: int = 128,
+             max_steps: int | None = None, seed: int = 0, source: str = 'tsv',
+             progress: bool = True, **overrides) -> dict:
+  """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
+
+  `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
+  `data_dir`) or 'tfds' (built TFDS `glue/*` in `data_dir`). Seeds are
+  seed, seed+1, ... . Other `FinetuneConfig` fields can be given as keywords
+  (`max_train_examples`, `head_dropout`, `mesh`, ...).
+
+  Returns {'task', 'score' (median task score, points), 'metrics' (median of
+  each metric), 'per_seed' [{'seed', 'metrics', 'score', 'final_loss',
+  'steps', 'padding_fraction'}], 'num_train', 'num_dev', 'skipped_rows',
+  'buckets' (the padded lengths), 'padding_fraction' ({'train', 'eval'}: mean
+  over seeds of padding tokens / all tokens of the batches run), 'config'}.
+  """
+  task = task if isinstance(task, Task) else get_task(task)
+  if seeds < 1:
+    raise GlueError(f'seeds={seeds}: at least one run is needed')
+  cfg = FinetuneConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs,
+                       max_len=max_len, max_steps=max_steps, **overrides)
+  bucket_lengths(cfg.max_len, cfg.length_buckets)  # malformed: fail before reading
+  task_data = load_task_data(task, data_dir, tokenizer, cfg,
+                             bert_config.vocab_size, source, seed)
+  per_seed = finetune_seeds(task, bert_config, encoder_params, task_data, cfg,
+                            [seed + i for i in range(seeds)], progress)
+  return {'task': task.name, **summarize(task, per_seed), 'per_seed': per_seed,
+          'num_train': int(len(task_data.train['labels'])),
+          'num_dev': {k: int(len(v['labels'])) for k, v in task_data.dev.items()},
+          'skipped_rows': int(task_data.skipped),
+          'buckets': list(bucket_lengths(cfg.max_len, cfg.length_buckets)),
+          'padding_fraction': {
+              k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
+              for k in ('train', 'eval')},
+          'config': {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}}

@@ -1,0 +1,134 @@
+"""GLUE for one model, as a library: which tasks, the model and its tokenizer,
+every task fine-tuned and evaluated (`evaluate`), the results written.
+
+`python -m jaxdistil.glue` (`glue/__main__.py`) is the command over it;
+`ablate` and `replicate` call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Callable
+
+from jaxdistil.glue import data as glue_data
+from jaxdistil.glue import metrics as glue_metrics
+from jaxdistil.glue import report
+from jaxdistil.glue.tasks import GlueError, TASKS, TABLE1_ORDER, get as get_task
+
+
+def resolve_tasks(task_arg: str, data_dir: str | None, source: str):
+  """(tasks, source) from --task/--source; checks the files before any work."""
+  arg = task_arg.strip()
+  if arg.startswith(glue_data.TFDS_PREFIX):
+    arg, source = arg[len(glue_data.TFDS_PREFIX):], 'tfds'
+  if arg.lower() == 'all':
+    candidates = [TASKS[n] for n in TABLE1_ORDER]
+    if source == 'tfds':
+      tasks = glue_data.tfds_tasks_present(data_dir, candidates)
+    else:
+      if not data_dir or not os.path.isdir(data_dir):
+        raise GlueError(f'--data_dir={data_dir!r} is not a folder: give the '
+                        f'glue_data folder holding CoLA/, SST-2/, ...')
+      tasks = glue_data.tasks_present(data_dir, candidates)
+    if not tasks:
+      raise GlueError(f'no GLUE task found in {data_dir}: expected folders like '
+                      f'{os.path.join(data_dir or ".", "SST-2")}/{{train,dev}}.tsv'
+                      if source == 'tsv' else
+                      f'no built TFDS glue/* dataset in {data_dir}')
+    return tasks, source
+  tasks = [get_task(a) for a in arg.split(',') if a.strip()]
+  if not tasks:
+    raise GlueError('--task is empty: give a task name or all')
+  if source == 'tsv':
+    if not data_dir:
+      raise GlueError('--data_dir is required to read glue_data TSV files')
+    for t in tasks:
+      glue_data.check_files(t, data_dir)
+  return tasks, source
+
+
+def default_load_model(path: str):
+  """`jaxdistil.convert.load_model(path)`, unpacked by `unpack_loaded`."""
+  try:
+    from jaxdistil.convert import load_model
+  except ImportError as e:
+    raise GlueError(f'cannot load {path!r}: jaxdistil.convert.load_model is not '
+                    f'available ({e})') from None
+  try:
+    # The MLM head is not used by GLUE: a BertModel checkpoint without one is fine.
+    loaded = load_model(path, init_missing_head=True)
+  except ValueError as e:   # ConvertError, TokenizerError: one-line messages
+    raise GlueError(f'cannot load model {path!r}: '
+                    f'{(str(e).splitlines() or [""])[0]}') from None
+  return unpack_loaded(loaded)
+
+
+def unpack_loaded(loaded):
+  """(BertConfig, params with the pooler if any, tokenizer or None) from what
+  the loader returns: that triple already, or a `convert.Loaded` (config,
+  params, pooler, tokenizer_dir)."""
+  if isinstance(loaded, tuple):
+    return loaded
+  params = dict(loaded.params)
+  if getattr(loaded, 'pooler', None) is not None:
+    params['pooler'] = loaded.pooler
+  tok_dir = getattr(loaded, 'tokenizer_dir', None)
+  return loaded.config, params, load_tokenizer(tok_dir) if tok_dir else None
+
+
+def load_tokenizer(name_or_dir: str):
+  from jaxdistil.data import tokenizer
+  try:
+    return tokenizer.load(name_or_dir)
+  except ValueError as e:
+    raise GlueError(str(e).splitlines()[0]) from None
+
+
+def evaluate(args, load_model: Callable | None = None) -> dict:
+  """Every task of `args` (the command's flags) for `args.model`: the summary
+  with per-task results, the macro-score and the table-1 row."""
+  tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
+  from jaxdistil.glue import finetune   # jax and the model: import late
+  bert_cfg, params, tokenizer = (load_model or default_load_model)(args.model)
+  if args.tokenizer:
+    tokenizer = load_tokenizer(args.tokenizer)
+  if tokenizer is None:
+    raise GlueError(f'{args.model} has no tokenizer files (vocab.txt or '
+                    f'tokenizer.json): pass --tokenizer=DIR')
+  results = {}
+  for task in tasks:
+    results[task.name] = finetune.run_task(
+        task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
+        source=source, progress=not args.no_progress,
+        max_train_examples=args.max_train_examples,
+        length_buckets=not args.no_length_buckets)
+    padding = results[task.name]['padding_fraction']
+    print(f'{task.name}: {results[task.name]["score"]:.2f} '
+          f'{results[task.name]["metrics"]} (padding: {padding["train"]:.0%} '
+          f'of train tokens, {padding["eval"]:.0%} of dev)', file=sys.stderr,
+          flush=True)
+  name = args.name or os.path.basename(os.path.normpath(args.model))
+  scores = report.task_scores(results)
+  return {'name': name, 'model': args.model, 'source': source,
+          'data_dir': args.data_dir, 'seeds': args.seeds,
+          'score': glue_metrics.macro_score(scores), 'task_scores': scores,
+          'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
+          'tasks': results,
+          'table1_row': report.table1_row(name, results)}
+
+
+def write_outputs(summary: dict, output: str | None) -> str:
+  """The markdown table; written with the JSON when `output` is given."""
+  table = report.table1({summary['name']: summary['tasks']})
+  if output:
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, 'w') as f:
+      json.dump(summary, f, indent=2, default=float)
+      f.write('\n')
+    with open(os.path.splitext(output)[0] + '.md', 'w') as f:
+      f.write(table + '\n')
+  return table

@@ -1,0 +1,1 @@
+"""Models: one BERT encoder + MLM head, configured as teacher or student."""

@@ -1,0 +1,413 @@
+"""One BERT encoder with a masked-LM head, for both the teacher and the student.
+
+The teacher (BERT layout: token-type embeddings) and the student (DistilBERT layout:
+no token types, no pooler, fewer layers) are two `BertConfig`s of this one code.
+
+Parameter names follow the Hugging Face PyTorch names so that conversion is a table:
+`embeddings/word_embeddings/embedding` is `bert.embeddings.word_embeddings.weight`,
+`encoder/layer_3/attention/self/query/kernel` is `bert.encoder.layer.3.attention.self.
+query.weight` (transposed, heads split out), `cls/predictions/bias`
+is `cls.predictions.bias`, and so on. Attention kernels keep heads as their own axis
+(`[embed, heads, kv]`) so that tensor parallelism can split heads.
+
+Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv`, `mlp`,
+`pos`, `type`); `jaxdistil.sharding` maps them to mesh axes.
+
+The public surface is two pure functions over a plain params pytree:
+`init(config, rng)` and `apply(config, params, input_ids, attention_mask, ...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdistil.sharding import constrain
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Shape and behaviour of one BERT encoder (hashable: it is a static jit argument)."""
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int = 3072
+  max_position_embeddings: int = 512
+  # 0 means no token-type embeddings (the DistilBERT layout).
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  hidden_dropout: float = 0.1
+  attention_dropout: float = 0.1
+  initializer_range: float = 0.02
+  # The MLP's and the MLM transform's activation, named as in HF configs:
+  # 'gelu' (exact, erf), 'gelu_new' / 'gelu_pytorch_tanh' (tanh approximation), 'relu'.
+  hidden_act: str = 'gelu'
+  # True: the MLM decoder is the word-embedding matrix (BERT's and DistilBERT's
+  # default); False: it has its own `cls/predictions/decoder/kernel`.
+  tie_word_embeddings: bool = True
+  # Whose dropout sites the encoder has: 'bert' (embeddings, attention
+  # probabilities, after the attention output projection, after the FFN) or
+  # 'distilbert' (DistilBERT's TransformerBlock: the same less the one after the
+  # attention output projection). Parameters are the same either way.
+  layout: str = 'bert'
+  # Compute dtype; parameters are always stored in float32.
+  dtype: str = 'float32'
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  def replace(self, **kw) -> 'BertConfig':
+    return dataclasses.replace(self, **kw)
+
+
+ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
+LAYOUTS = ('bert', 'distilbert')
+
+
+def activation(name: str):
+  if name == 'gelu':
+    return lambda x: nn.gelu(x, approximate=False)
+  if name in ('gelu_new', 'gelu_pytorch_tanh'):
+    return lambda x: nn.gelu(x, approximate=True)
+  if name == 'relu':
+    return nn.relu
+  raise ValueError(f'hidden_act={name!r} is not supported: use one of {ACTIVATIONS}')
+
+
+class BertOutput(NamedTuple):
+  logits: jax.Array          # [batch, length, vocab], float32
+  hidden_states: tuple       # num_layers + 1 arrays [batch, length, hidden]
+
+
+def _fmix32(h):
+  """MurmurHash3's 32-bit finaliser: a bijection that mixes every input bit."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
+class Dropout(nn.Module):
+  """Inverted dropout whose random bits come from a counter hash.
+
+  On a CPU, drawing one threefry value per element made dropout cost 0.5 s of a
+  7.9 s base-config step. Here one threefry draw per call gives two 32-bit seeds,
+  and element i's bits are fmix32(fmix32(i * golden + seed0) ^ seed1), split into
+  two 16-bit uniforms (about 20x cheaper; deterministic given the key, and the
+  same whatever the sharding, since i is the global index). The drop probability
+  is rounded to a multiple of 1/65536 (0.1 -> 0.1000061) and kept values are
+  scaled by the exact inverse keep probability, so the expectation is unchanged.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    threshold = int(round(self.rate * 65536))
+    seeds = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32)
+    n = x.size
+    counter = jax.lax.iota(jnp.uint32, (n + 1) // 2)
+    words = _fmix32(_fmix32(counter * jnp.uint32(0x9E3779B9) + seeds[0]) ^ seeds[1])
+    u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n]
+    keep = (u16 >= threshold).reshape(x.shape)
+    scale = jnp.asarray(65536.0 / (65536 - threshold), x.dtype)
+    return jnp.where(keep, x * scale, jnp.zeros_like(x))
+
+
+def _init(cfg: BertConfig, axes):
+  return nn.with_logical_partitioning(
+      nn.initializers.normal(cfg.initializer_range), axes)
+
+
+def _zeros(axes):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def _ones(axes):
+  return nn.with_logical_partitioning(nn.initializers.ones_init(), axes)
+
+
+def _layer_norm(cfg: BertConfig, name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
+                      param_dtype=jnp.float32, scale_init=_ones(('embed',)),
+                      bias_init=_zeros(('embed',)), name=name)
+
+
+def _dense(cfg: BertConfig, features, kernel_axes, bias_axes, name, axis=-1):
+  return nn.DenseGeneral(
+      features=features, axis=axis, dtype=jnp.dtype(cfg.dtype),
+      param_dtype=jnp.float32, kernel_init=_init(cfg, kernel_axes),
+      bias_init=_zeros(bias_axes), name=name)
+
+
+class Embeddings(nn.Module):
+  cfg: BertConfig
+
+  def setup(self):
+    cfg = self.cfg
+    self.word_embeddings = nn.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.float32, embedding_init=_init(cfg, ('vocab', 'embed')))
+    self.position_embeddings = nn.Embed(
+        cfg.max_position_embeddings, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.float32, embedding_init=_init(cfg, ('pos', 'embed')))
+    if cfg.type_vocab_size:
+      self.token_type_embeddings = nn.Embed(
+          cfg.type_vocab_size, cfg.hidden_size, dtype=jnp.dtype(cfg.dtype),
+          param_dtype=jnp.float32, embedding_init=_init(cfg, ('type', 'embed')))
+    self.LayerNorm = _layer_norm(cfg, 'LayerNorm')
+    self.dropout = Dropout(cfg.hidden_dropout)
+
+  def __call__(self, input_ids, token_type_ids, position_ids, deterministic):
+    x = self._lookup(self.word_embeddings, input_ids, 'vocab')
+    x = x + self._lookup(self.position_embeddings, position_ids)
+    if self.cfg.type_vocab_size:
+      x = x + self._lookup(self.token_type_embeddings, token_type_ids)
+    x = constrain(x, 'act_batch', 'act_length', 'act_embed')
+    # LayerNorm statistics in float32 whatever the compute dtype.
+    x = self.LayerNorm(x.astype(jnp.float32)).astype(self.cfg.dtype)
+    return self.dropout(x, deterministic=deterministic)
+
+  def _lookup(self, embed: nn.Embed, ids, rows=None):
+    # FSDP shards a table's hidden axis; gather it before the lookup (as for any
+    # FSDP weight) so the lookup's output can follow the batch sharding.
+    table = constrain(embed.embedding, rows, 'act_embed')
+    return jnp.take(table, ids, axis=0).astype(self.cfg.dtype)
+
+  def attend(self, x):
+    """The decoder tied to the word embeddings: x @ E^T."""
+    return self.word_embeddings.attend(x)
+
+
+class SelfAttention(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    cfg = self.cfg
+    heads = (cfg.num_heads, cfg.head_dim)
+    qkv_axes = (('embed', 'heads', 'kv'), ('heads', 'kv'))
+    act = ('act_batch', 'act_length', 'act_heads', None)
+    q = constrain(_dense(cfg, heads, *qkv_axes, name='query')(x), *act)
+    k = constrain(_dense(cfg, heads, *qkv_axes, name='key')(x), *act)
+    v = constrain(_dense(cfg, heads, *qkv_axes, name='value')(x), *act)
+    q = q * jnp.asarray(cfg.head_dim ** -0.5, q.dtype)
+    scores = jnp.einsum('bqhd,bkhd->bhqk', q, k,
+                        preferred_element_type=jnp.float32)
+    probs = jax.nn.softmax(scores + attention_bias, axis=-1)
+    probs = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+    return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+
+
+class ResidualOutput(nn.Module):
+  """Project back to the hidden size, dropout, add the residual, LayerNorm.
+
+  HF's `attention.output` (from the heads: input axes ('heads', 'kv')) and a
+  layer's `output` (from the MLP: ('mlp',)) are both this.
+  """
+  cfg: BertConfig
+  in_axes: tuple[str, ...]
+  dropout: bool = True
+
+  @nn.compact
+  def __call__(self, h, residual, deterministic):
+    cfg = self.cfg
+    contract = tuple(range(-len(self.in_axes), 0))
+    h = _dense(cfg, cfg.hidden_size, self.in_axes + ('embed',), ('embed',),
+               name='dense', axis=contract)(h)
+    if self.dropout:
+      h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
+    return _layer_norm(cfg, 'LayerNorm')(
+        (h + residual).astype(jnp.float32)).astype(cfg.dtype)
+
+
+class Attention(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    ctx = SelfAttention(self.cfg, name='self')(x, attention_bias, deterministic)
+    # DistilBERT has no dropout between `out_lin` and `sa_layer_norm`.
+    return ResidualOutput(self.cfg, ('heads', 'kv'),
+                          dropout=self.cfg.layout == 'bert', name='output')(
+                              ctx, x, deterministic)
+
+
+class Intermediate(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.intermediate_size, ('embed', 'mlp'), ('mlp',),
+               name='dense')(x)
+    return constrain(activation(cfg.hidden_act)(h), 'act_batch', 'act_length',
+                     'act_mlp')
+
+
+class Layer(nn.Module):
+  """A post-LayerNorm transformer block with HF BERT's submodule names."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    x = Attention(self.cfg, name='attention')(x, attention_bias, deterministic)
+    h = Intermediate(self.cfg, name='intermediate')(x)
+    x = ResidualOutput(self.cfg, ('mlp',), name='output')(h, x, deterministic)
+    return constrain(x, 'act_batch', 'act_length', 'act_embed')
+
+
+class Encoder(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, attention_bias, deterministic):
+    hidden_states = [x]
+    for i in range(self.cfg.num_layers):
+      x = Layer(self.cfg, name=f'layer_{i}')(x, attention_bias, deterministic)
+      hidden_states.append(x)
+    return tuple(hidden_states)
+
+
+class Transform(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.hidden_size, ('embed', 'mlp_head'), ('mlp_head',),
+               name='dense')(x)
+    h = activation(cfg.hidden_act)(h)
+    return _layer_norm(cfg, 'LayerNorm')(h.astype(jnp.float32)).astype(cfg.dtype)
+
+
+class Predictions(nn.Module):
+  """MLM head: transform (dense, GELU, LayerNorm), a decoder (tied to the word
+  embeddings unless the config unties it), and its own output bias."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, embeddings: Embeddings):
+    cfg = self.cfg
+    h = Transform(cfg, name='transform')(x)
+    if cfg.tie_word_embeddings:
+      logits = embeddings.attend(h)
+    else:
+      logits = nn.DenseGeneral(
+          cfg.vocab_size, use_bias=False, dtype=jnp.dtype(cfg.dtype),
+          param_dtype=jnp.float32, kernel_init=_init(cfg, ('embed', 'vocab')),
+          name='decoder')(h)
+    logits = logits.astype(jnp.float32)
+    logits = constrain(logits, 'act_batch', 'act_length', 'act_vocab')
+    bias = self.param('bias', _zeros(('vocab',)), (self.cfg.vocab_size,),
+                      jnp.float32)
+    return logits + bias
+
+
+class Cls(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, embeddings):
+    return Predictions(self.cfg, name='predictions')(x, embeddings)
+
+
+class MaskedLM(nn.Module):
+  """embeddings -> encoder -> cls/predictions, named like HF's BertForMaskedLM."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask, token_type_ids, position_ids,
+               segment_ids, deterministic):
+    embeddings = Embeddings(self.cfg, name='embeddings')
+    x = embeddings(input_ids, token_type_ids, position_ids, deterministic)
+    attention_bias = attention_bias_of(attention_mask, segment_ids)
+    hidden_states = Encoder(self.cfg, name='encoder')(x, attention_bias,
+                                                      deterministic)
+    logits = Cls(self.cfg, name='cls')(hidden_states[-1], embeddings)
+    return BertOutput(logits, hidden_states)
+
+
+def attention_bias_of(attention_mask, segment_ids=None):
+  """The additive attention bias, float32, broadcastable to [B, heads, Lq, Lk].
+
+  Unpacked rows (`segment_ids` None): padding keys get a large negative score,
+  as [B, 1, 1, L]. Packed rows: a query may attend to a key only when both
+  belong to the same sequence (equal, nonzero segment ids), as [B, 1, L, L]:
+  block-diagonal attention, so each sequence sees nothing of its neighbours.
+  A padding query (segment 0) attends nowhere real; its output is never used.
+  """
+  neg = jnp.finfo(jnp.float32).min
+  if segment_ids is None:
+    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
+                     neg).astype(jnp.float32)
+  same = ((segment_ids[:, :, None] == segment_ids[:, None, :])
+          & (segment_ids[:, None, :] > 0))
+  return jnp.where(same[:, None], 0.0, neg).astype(jnp.float32)
+
+
+def position_ids_of(segment_ids):
+  """Positions that restart at 0 in each sequence of a packed row (padding,
+  segment 0, gets positions too; they are never used)."""
+  length = segment_ids.shape[1]
+  index = jnp.arange(length)[None]
+  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool),
+                            segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+  start_index = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
+  return (index - start_index).astype(jnp.int32)
+
+
+def _boxed_init(cfg: BertConfig, rng):
+  ids = jnp.zeros((1, 1), jnp.int32)
+  return MaskedLM(cfg).init(rng, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
+                            jnp.zeros_like(ids), None,
+                            deterministic=True)['params']
+
+
+def init(cfg: BertConfig, rng: jax.Array) -> dict:
+  """Random parameters (BERT's N(0, 0.02) init), as a plain nested dict."""
+  return nn.meta.unbox(_boxed_init(cfg, rng))
+
+
+def logical_axes(cfg: BertConfig) -> dict:
+  """The logical axis names of every parameter, as a tree of PartitionSpecs."""
+  boxed = jax.eval_shape(lambda: _boxed_init(cfg, jax.random.key(0)))
+  return nn.get_partition_spec(boxed)
+
+
+def apply(cfg: BertConfig, params: dict, input_ids, attention_mask,
+          token_type_ids=None, dropout_rng=None, *, segment_ids=None,
+          position_ids=None) -> BertOutput:
+  """The model as a pure function: logits and the per-layer hidden states.
+
+  Dropout is on only when `dropout_rng` is given (and the config's rates > 0).
+  `token_type_ids` defaults to all zeros and is ignored by a DistilBERT layout.
+
+  Packed rows (several sequences in one row) pass `segment_ids` [B, L] (0 for
+  padding, then 1, 2, ... per sequence): attention is then block-diagonal, and
+  `position_ids` default to positions restarting at 0 in each sequence. Each
+  sequence's logits and hidden states equal those of the sequence run alone.
+  """
+  if token_type_ids is None:
+    token_type_ids = jnp.zeros_like(input_ids)
+  if position_ids is None:
+    position_ids = (jnp.broadcast_to(jnp.arange(input_ids.shape[1]),
+                                     input_ids.shape)
+                    if segment_ids is None else position_ids_of(segment_ids))
+  deterministic = dropout_rng is None
+  rngs = None if deterministic else {'dropout': dropout_rng}
+  return MaskedLM(cfg).apply({'params': params}, input_ids, attention_mask,
+                             token_type_ids, position_ids, segment_ids,
+                             deterministic, rngs=rngs)
+
+
+def param_count(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
