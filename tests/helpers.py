@@ -1,5 +1,7 @@
 """Shared helpers for the tests: tiny configs, batches, tree comparisons."""
 
+import os
+
 import jax
 import numpy as np
 
@@ -55,3 +57,17 @@ def without_key_bias(params):
   for layer in out['encoder'].values():
     del layer['attention']['self']['key']['bias']
   return out
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
+# The quick-start teacher's 4,096-piece WordPiece vocabulary ships in the package.
+SHIPPED_VOCAB = os.path.join(ROOT, 'jaxdistil', 'quickstart_data', 'teacher')
+
+
+def vocab_dir() -> str:
+  """bert-base-uncased's vocabulary from ../shared/data when it is there, else
+  the shipped one: for tests that need a real WordPiece vocabulary, not that one."""
+  if os.path.isfile(os.path.join(SHARED_VOCAB, 'vocab.txt')):
+    return SHARED_VOCAB
+  return SHIPPED_VOCAB

@@ -80,9 +80,6 @@ def test_bench_bad_config_is_one_line():
       '(the reference uses 2.0)')
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, '..', 'shared', 'data',
-                                                    'vocab')),
-                    reason='../shared/data is not present')
 @pytest.mark.slow
 def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
   """--data times the step on prepared batches and --input the pipeline; both
@@ -93,9 +90,9 @@ def test_bench_on_real_batches_packed_and_unpacked(tmp_path):
   words = 'the quick brown fox jumps over a lazy dog while birds sing'.split()
   src.write_text('\n\n'.join(' '.join(rng.choice(words, rng.integers(12, 60)))
                               for _ in range(200)))
-  corpus_lib.prepare(str(src), os.path.join(ROOT, '..', 'shared', 'data', 'vocab'),
-                      64, str(tmp_path / 'prep'), fmt='text', shard_size=50,
-                      progress_bar=False)
+  import helpers
+  corpus_lib.prepare(str(src), helpers.vocab_dir(), 64, str(tmp_path / 'prep'),
+                     fmt='text', shard_size=50, progress_bar=False)
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   results = {}
   for packing in (True, False):

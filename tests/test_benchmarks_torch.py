@@ -17,6 +17,7 @@ import jax.numpy as jnp                      # noqa: E402
 import optax                                 # noqa: E402
 
 from benchmarks import torch_distil as td    # noqa: E402
+import helpers  # noqa: E402
 from jaxdistil import config_lib, flops, losses, optim  # noqa: E402
 from jaxdistil.data import synthetic  # noqa: E402
 from jaxdistil.models import bert            # noqa: E402
@@ -320,11 +321,9 @@ def test_reads_every_shard_and_a_seeded_subset_of_all_of_them(prepared):
     td.read_prepared(os.path.dirname(directory))
 
 
-SHARED_VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
+SHARED_VOCAB = helpers.vocab_dir()     # the shipped vocabulary without ../shared
 
 
-@pytest.mark.skipif(not os.path.exists(SHARED_VOCAB),
-                    reason='../shared/data is not present')
 def test_reads_what_prepare_writes(tmp_path):
   """The TFRecord reader against jaxdistil.data.corpus's output and tf.data."""
   tf = pytest.importorskip('tensorflow')

@@ -8,14 +8,15 @@ import pytest
 
 tf = pytest.importorskip('tensorflow')
 
+import helpers  # noqa: E402
 from jaxdistil import sharding  # noqa: E402
 from jaxdistil.data import pipeline  # noqa: E402
 from jaxdistil.data import corpus as corpus_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
-pytestmark = pytest.mark.skipif(not os.path.exists(VOCAB),
-                                reason='../shared/data is not present')
+VOCAB = helpers.vocab_dir()
+PIECES = open(os.path.join(VOCAB, 'vocab.txt'), encoding='utf-8').read().splitlines()
+CLS, SEP = PIECES.index('[CLS]'), PIECES.index('[SEP]')
 
 
 @pytest.fixture(scope='module')
@@ -114,7 +115,7 @@ def test_packed_rows_hold_every_sequence_once_an_epoch(prepared):
     assert (seg[int((seg > 0).sum()):] == 0).all()         # padding at the end
     for k in range(1, n + 1):
       np.testing.assert_array_equal(pos[seg == k], np.arange((seg == k).sum()))
-      assert ids[seg == k][0] == 101 and ids[seg == k][-1] == 102   # [CLS] [SEP]
+      assert ids[seg == k][0] == CLS and ids[seg == k][-1] == SEP
     np.testing.assert_array_equal(b['attention_mask'][0], seg > 0)
     assert not b['mlm_mask'][0][seg == 0].any()
     real += int((seg > 0).sum())
@@ -220,8 +221,8 @@ def test_host_batches_become_one_global_array(prepared):
 def test_bad_prepared_directories(prepared, tmp_path):
   with pytest.raises(pipeline.InputError, match='no metadata.json'):
     pipeline.Pipeline(pipeline.InputConfig(str(tmp_path), batch_size=4))
-  with pytest.raises(pipeline.InputError, match='vocabulary of 30522 but the '
-                                                'teacher has 128'):
+  with pytest.raises(pipeline.InputError, match=f'vocabulary of {len(PIECES)} '
+                                                f'but the teacher has 128'):
     pipeline.Pipeline(pipeline.InputConfig(prepared, batch_size=4),
                       expected_vocab_size=128)
   with pytest.raises(pipeline.InputError, match='cannot feed 100 hosts'):

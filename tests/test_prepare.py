@@ -144,12 +144,12 @@ def test_bad_input_is_one_line(tmp_path, args, message):
   assert last.startswith('jaxdistil.prepare: ') and message in last, last
 
 
-@needs_shared
 def test_a_corpus_without_sequences_is_refused(tmp_path):
+  import helpers
   src = tmp_path / 'tiny.txt'
   src.write_text('Too short.\n\nAlso short.\n')
   with pytest.raises(corpus_lib.PrepareError, match='yielded no sequence'):
-    corpus_lib.prepare(str(src), VOCAB, 64, str(tmp_path / 'out'), fmt='text',
+    corpus_lib.prepare(str(src), helpers.vocab_dir(), 64, str(tmp_path / 'out'), fmt='text',
                         progress_bar=False)
 
 
