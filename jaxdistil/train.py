@@ -176,6 +176,12 @@ def progress_bar(total: int, start: int):
               file=sys.stderr, disable=jax.process_index() != 0)
 
 
+def last_checkpoint(workdir: str) -> str:
+  step = layout.latest_step(workdir)
+  return (f'the last checkpoint is step {step} in {layout.checkpoints(workdir)}'
+          if step is not None else f'no checkpoint in {workdir} yet')
+
+
 def main(argv):
   del argv
   if _CONFIG.value is None or not _WORKDIR.value:
@@ -183,9 +189,16 @@ def main(argv):
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value, _INIT_TIMEOUT.value, _HEARTBEAT.value)
+  except (ConfigError, ValueError, OSError) as e:
+    print(f'jaxdistil.train: {e}', file=sys.stderr)
+    sys.exit(2)
+  watch = distributed.PeerWatch(lambda: last_checkpoint(_WORKDIR.value))
+  try:
     result = train(_CONFIG.value, _WORKDIR.value)
+    distributed.leave_together(watch)
   except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError,
           OSError) as e:
+    watch.stop()
     print(f'jaxdistil.train: {e}', file=sys.stderr)
     sys.exit(2)
   if jax.process_index() == 0:

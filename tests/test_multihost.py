@@ -137,3 +137,48 @@ def test_partial_distributed_flags_are_one_line(tmp_path):
   assert r.stderr.strip().splitlines()[-1] == (
       'jaxdistil.train: a multi-process run needs all of --coordinator_address, '
       '--num_processes and --process_id')
+
+
+def test_a_lost_peer_stops_the_survivor_with_one_line(tmp_path):
+  """Process 1 is killed (SIGKILL: a preempted worker) after the first
+  checkpoint; process 0 notices within about --heartbeat_timeout seconds and
+  exits with status 3 and one line naming process 1 and that checkpoint (JAX
+  alone would abort it with 134, a fatal log and a thread dump). A rerun of
+  both resumes and finishes."""
+  import signal
+  import time
+  work = str(tmp_path / 'w')
+  port = free_port()
+  heartbeat = 5
+  procs = [subprocess.Popen(
+      command(work, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+              f'--process_id={i}', '--distributed_timeout=60',
+              f'--heartbeat_timeout={heartbeat}', '--config.total_steps=100000',
+              '--config.checkpoint_every=5'),
+      cwd=ROOT, env=env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+  try:
+    deadline = time.time() + LIMIT_S
+    checkpoints = os.path.join(work, 'checkpoints')
+    while time.time() < deadline and not (
+        os.path.isdir(checkpoints)
+        and any(n.isdigit() for n in os.listdir(checkpoints))):
+      assert procs[0].poll() is None and procs[1].poll() is None
+      time.sleep(0.1)
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.time()
+    _, err = procs[0].communicate(timeout=LIMIT_S)
+    noticed = time.time() - killed
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  print(f'survivor stopped {noticed:.1f} s after the kill (heartbeat {heartbeat} s)')
+  assert procs[0].returncode == 3, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  assert last.startswith('jaxdistil.train: process 1 of 2 was lost'), last
+  assert 'the last checkpoint is step ' in last and 'rerun the same command' in last
+  assert noticed < 60
+  # Every process rerun: it resumes and ends.
+  run_two_processes(work, '--config.total_steps=20', '--config.checkpoint_every=5')
+  assert params_at(work, 20)[1] == {'step': 20}
