@@ -70,7 +70,7 @@ def head_config(budget: str):
 
 def distil_config(budget: str):
   """The triple loss into a student of half the teacher's depth (the variants
-  of table 4 edit this; see jaxdistil.ablation)."""
+  of table 4 edit this; see jaxdistil.ablate)."""
   c = _common(budget)
   c.teacher = ''                       # the head stage's workdir
   c.model.student.num_layers = 3 if budget == 'small' else 1

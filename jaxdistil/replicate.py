@@ -284,7 +284,7 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
 
 
 def run(args) -> dict:
-  from jaxdistil import ablation
+  from jaxdistil import ablate
   plan = load_plan(args.budget)
   check_teacher(args.teacher)
   tasks = check_glue(plan, args.glue_data)
@@ -330,7 +330,7 @@ def run(args) -> dict:
   for v in variants:
     workdir = os.path.join(args.workdir, 'students', v)
     if v in distil_pending:
-      c = ablation.apply(plan.distil.copy_and_resolve_references(), v)
+      c = ablate.apply(plan.distil.copy_and_resolve_references(), v)
       c.teacher, c.data = teacher, data
       summary = train_stage(results, v, c, workdir, command,
                             {'variant': v, 'teacher': teacher})

@@ -10,3 +10,15 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)       # `configs` is a folder of the repository
+
+# One XLA compilation cache for the session, this process and the commands it
+# starts: most tests compile the same tiny steps, and a cache hit skips XLA's
+# compile (seconds each on 2 cores). Tracing and lowering still run, so the
+# tests that count compilations see every one. Set JAXDISTIL_TEST_XLA_CACHE=0
+# to run without it.
+if os.environ.get('JAXDISTIL_TEST_XLA_CACHE', '1') != '0':
+  import tempfile
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                        tempfile.mkdtemp(prefix='jaxdistil-tests-xla-'))
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')

@@ -3,6 +3,7 @@ start and the shipped configs from a directory that is not the checkout."""
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,8 +29,13 @@ def venv(tmp_path_factory):
   download) with the jaxdistil wheel installed into it, shadowing any editable
   install of the checkout."""
   root = tmp_path_factory.mktemp('install')
+  # Built from a copy: an in-tree build leaves build/ in the checkout.
+  source = root / 'source'
+  shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+      '.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__', 'results',
+      'workdir*', '.pytest_cache'))
   dist = root / 'dist'
-  cmd = [sys.executable, '-m', 'pip', 'wheel', ROOT, '--no-deps', '-q',
+  cmd = [sys.executable, '-m', 'pip', 'wheel', str(source), '--no-deps', '-q',
          '-w', str(dist)]
   if _can_build_without_isolation():
     cmd.append('--no-build-isolation')

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxdistil import ablation, config_lib, curves, replicate
+from jaxdistil import ablate, config_lib, curves, replicate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_GLUE = os.path.join(ROOT, '..', 'shared', 'data', 'glue')
@@ -135,7 +135,7 @@ def test_head_detection_reads_names_and_the_fresh_head_mark(tmp_path):
 def test_budgets_are_train_configs_that_validate():
   for budget in ('tiny', 'small'):
     plan = replicate.load_plan(budget)
-    assert sorted(plan.variants) == sorted(ablation.KNOWN)
+    assert sorted(plan.variants) == sorted(ablate.KNOWN)
     assert tuple(plan.variants[:2]) == ('full', 'mlm_only')   # table 1's rows first
     head = plan.head
     assert head.loss.alpha_ce == 0 and head.loss.alpha_cos == 0
@@ -147,7 +147,7 @@ def test_budgets_are_train_configs_that_validate():
 
 
 def test_the_mlm_only_baseline_drops_both_teacher_terms():
-  c = ablation.apply(replicate.load_plan('tiny').distil, 'mlm_only')
+  c = ablate.apply(replicate.load_plan('tiny').distil, 'mlm_only')
   assert (c.loss.alpha_ce, c.loss.alpha_cos) == (0.0, 0.0)
   assert c.loss.alpha_mlm == 2.0 and c.student_init.source == 'teacher'
 
@@ -233,7 +233,7 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   proc = cli(*args)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert '## Table 1' in proc.stdout and '## Table 4' in proc.stdout
-  for name in ablation.KNOWN:
+  for name in ablate.KNOWN:
     summary = json.loads((res / 'distil' / f'{name}.json').read_text())
     assert summary['steps'] == 4 and summary['real_tokens'] > 0
     assert summary['machine']['matmul_gflops'] > 0

@@ -1,1 +1,0 @@
-"""Data: text sources, tokenisation into shards, and the tf.data input pipeline."""

@@ -1,1 +1,0 @@
-"""Models: one BERT encoder + MLM head, configured as teacher or student."""
