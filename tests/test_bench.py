@@ -68,6 +68,7 @@ def test_bench_command_prints_json():
   assert 'MFU' in out.stdout
 
 
+@pytest.mark.slow
 def test_bench_bad_config_is_one_line():
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   out = subprocess.run(

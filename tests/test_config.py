@@ -169,6 +169,7 @@ def test_an_unknown_override_names_the_nearest_key():
   config_lib.check_command_line(argv[:3])        # known keys pass
 
 
+@pytest.mark.slow
 def test_the_train_cli_prints_one_line_for_each(tmp_path):
   import subprocess
   import sys

@@ -4,6 +4,7 @@ dropout statistics, bf16."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdistil.models import bert
 
@@ -94,6 +95,7 @@ def _dropout_sites(cfg):
   return sites
 
 
+@pytest.mark.slow
 def test_distilbert_layout_has_distilberts_dropout_sites():
   """DistilBERT's TransformerBlock drops out at the embeddings, the attention
   probabilities and the FFN output only: no dropout between the attention

@@ -123,7 +123,8 @@ def test_attention_is_block_diagonal():
                                           [0, 0, 1, 0], [0, 0, 0, 0]])
 
 
-@pytest.mark.parametrize('layout', ['bert', 'distilbert'])
+@pytest.mark.parametrize('layout', [pytest.param('bert', marks=pytest.mark.slow),
+                                    'distilbert'])
 def test_packed_equals_alone(layout):
   cfg = config(2 if layout == 'bert' else 0, layout)
   check_packed_equals_alone(cfg, random_params(cfg))
@@ -157,6 +158,7 @@ def test_packed_equals_alone_imported_hf_teacher(tmp_path):
                                ref[0], atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_packed_step_gradients_equal_unpacked():
   """The distillation loss's gradients: packed batch == the same sequences
   one per row, with the same masks (1e-5 relative, per leaf)."""

@@ -129,6 +129,7 @@ def test_cut_drops_short_pieces_and_unk_heavy_ones():
     (['--teacher_vocab_size=28996'], "has 30522 tokens but the teacher's "
                                      "vocabulary has 28996"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path, args, message):
   base = {'--source': WIKI, '--tokenizer': VOCAB, '--max_len': '64',
           '--output': str(tmp_path / 'out')}

@@ -26,7 +26,8 @@ def single_device_run():
   return to_numpy(state.params), history
 
 
-@pytest.mark.parametrize('mesh', [(2, 2, 2), (1, 4, 2)])
+@pytest.mark.parametrize('mesh', [(2, 2, 2),
+                                  pytest.param((1, 4, 2), marks=pytest.mark.slow)])
 def test_sharded_step_equals_single_device(single_device_run, mesh):
   assert len(jax.devices()) == 8
   c = tiny_config(**{'mesh.data': mesh[0], 'mesh.fsdp': mesh[1],
@@ -86,6 +87,7 @@ def test_teacher_is_frozen_and_loss_falls():
   assert int(state.step) == 30
 
 
+@pytest.mark.slow
 def test_position_embeddings_train_when_not_frozen():
   c = tiny_config(**{'student_init.freeze_position_embeddings': False})
   run = build.build(c)
@@ -117,6 +119,7 @@ def test_key_bias_gradient_is_round_off():
   assert key < 1e-3 * query, (key, query)
 
 
+@pytest.mark.slow
 def test_step_compiles_once():
   c = tiny_config()
   run = build.build(c)
@@ -144,6 +147,7 @@ def test_metrics_are_reported_per_term():
   assert m['tokens'] == sum(int(b['attention_mask'].sum()) for b in batches(c, 1))
 
 
+@pytest.mark.slow
 def test_teacher_free_mlm_training():
   c = tiny_config(**{'loss.alpha_ce': 0.0, 'loss.alpha_cos': 0.0,
                      'student_init.source': 'random'})

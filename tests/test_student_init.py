@@ -99,6 +99,7 @@ def test_sinusoidal_positions_match_distilberts():
                              out.numpy(), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_random_student_gets_fixed_sinusoidal_positions():
   """The random_init ablation's student, as the reference's: sinusoidal
   position embeddings, frozen (unchanged by training, no optimizer state)."""

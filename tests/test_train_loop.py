@@ -76,6 +76,7 @@ def with_nan_loss_at(monkeypatch, bad_step):
   monkeypatch.setattr(build, 'build', patched)
 
 
+@pytest.mark.slow
 def test_a_nan_loss_is_caught_within_the_window_and_never_saved(tmp_path,
                                                                 monkeypatch):
   with_nan_loss_at(monkeypatch, 7)
@@ -137,6 +138,7 @@ def test_log_every_below_one_is_refused():
     build.build(config(log_every=0))
 
 
+@pytest.mark.slow
 def test_build_neither_mutates_its_config_nor_builds_a_state_to_restore_into(
     tmp_path, monkeypatch):
   c = config(total_steps=4, checkpoint_every=2)
@@ -163,6 +165,7 @@ def test_build_neither_mutates_its_config_nor_builds_a_state_to_restore_into(
   assert out['step'] == 6 and calls == []
 
 
+@pytest.mark.slow
 def test_a_step_that_cannot_fit_is_one_line_before_any_step(tmp_path, monkeypatch):
   from jaxdistil import memory_fit
   from jaxdistil.config_lib import ConfigError
