@@ -24,6 +24,10 @@ wall time, and the machine (CPU model, measured matmul rate); each run's
 JSON; and tables.md. A stage is done when its JSON is there. Checkpoints stay in
 WORKDIR: a later session on a fresh machine (no WORKDIR) retrains only the
 models that a pending stage needs, the teacher's head first.
+
+Over 300 lines on purpose: one experiment, its stages in the order they run
+(import, data, head, GLUE, distillation per variant) and the tables they feed,
+so that it reads as the recipe it is.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv`, `ml
 
 The public surface is two pure functions over a plain params pytree:
 `init(config, rng)` and `apply(config, params, input_ids, attention_mask, ...)`.
+
+Over 300 lines on purpose: the whole encoder in one file, as the Flax
+examples keep a model: its modules, `init`/`apply`, the parameter names and
+the logical axes of every parameter, which change together.
 """
 
 from __future__ import annotations
