@@ -1,7 +1,8 @@
 """The paper's tables 1 and 4 at a budget: what `python -m jaxdistil.replicate`
 runs, stage by stage.
 
-    python -m jaxdistil.replicate --teacher=DIR --workdir=DIR --budget=small ...
+    python -m jaxdistil.replicate --teacher=DIR --workdir=DIR \
+        --config=configs/replicate.py:small [--config.glue.seeds_other=3] ...
 
 `get_config('BUDGET')` is the whole plan (the head stage, the distillation base,
 the variants and the GLUE settings); `get_config('BUDGET,head')` and

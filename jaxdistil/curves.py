@@ -13,7 +13,6 @@ without a teacher have no KL line). No TensorBoard needed: matplotlib only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -91,18 +90,21 @@ def plot(runs: dict, output: str, title: str | None = None) -> dict:
   return data
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_string('runs', None, 'a folder of run folders, or RUN1,RUN2,... '
+                      '(each with metrics.jsonl)', flag_values=fv)
+  flags.DEFINE_string('output', None, 'the PNG to write', flag_values=fv)
+  flags.DEFINE_string('title', None, 'figure title', flag_values=fv)
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m jaxdistil.curves',
-                              description=__doc__.splitlines()[0])
-  p.add_argument('--runs', required=True,
-                 help='a folder of run folders, or RUN1,RUN2,... (each with '
-                      'metrics.jsonl)')
-  p.add_argument('--output', required=True, help='the PNG to write')
-  p.add_argument('--title', default=None)
-  args = p.parse_args(argv)
+  from jaxdistil import cli
   try:
+    args = cli.parse('python -m jaxdistil.curves', __doc__, define_flags, argv)
+    cli.require(args, 'runs', 'output')
     data = plot(find_runs(args.runs), args.output, args.title)
-  except (ValueError, OSError) as e:
+  except (cli.UsageError, ValueError, OSError) as e:
     print(f'jaxdistil.curves: {e}', file=sys.stderr)
     return 2
   print(f'{args.output}: {len(data)} run(s)')

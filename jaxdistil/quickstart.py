@@ -37,8 +37,6 @@ import os
 import sys
 import time
 
-import argparse
-
 from jaxdistil import workdir as layout
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'quickstart_data')
@@ -186,30 +184,36 @@ def report(summary: dict) -> str:
   return '\n'.join(lines)
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  d = dict(flag_values=fv)
+  flags.DEFINE_string('workdir', 'runs/quickstart', 'everything goes here', **d)
+  flags.DEFINE_string('text', None, 'glob of text files (default: the shipped '
+                      'novels)', **d)
+  flags.DEFINE_bool('train_teacher', False, 'pre-train the teacher first instead '
+                    'of using the shipped one', **d)
+  flags.DEFINE_string('save_teacher', None, 'with --train_teacher: also write it '
+                      'as an HF directory here', **d)
+  flags.DEFINE_integer('teacher_steps', None, "the teacher stage's total_steps "
+                       "(configs/quickstart.py:teacher)", lower_bound=1, **d)
+  flags.DEFINE_integer('student_steps', None, "the student stage's total_steps "
+                       "(configs/quickstart.py:student)", lower_bound=1, **d)
+
+
 def main(argv=None):
-  p = argparse.ArgumentParser(prog='python -m jaxdistil.quickstart',
-                              description=__doc__.splitlines()[0])
-  p.add_argument('--workdir', default='runs/quickstart', help='everything goes here')
-  p.add_argument('--text', default=None,
-                 help='glob of text files (default: the shipped novels)')
-  p.add_argument('--train_teacher', action='store_true',
-                 help='pre-train the teacher first instead of using the shipped one')
-  p.add_argument('--save_teacher', default=None,
-                 help='with --train_teacher: also write it as an HF directory here')
-  p.add_argument('--teacher_steps', type=int, default=None,
-                 help="override the teacher stage's total_steps")
-  p.add_argument('--student_steps', type=int, default=None,
-                 help="override the student stage's total_steps")
-  args = p.parse_args(argv)
+  from jaxdistil import cli
   from jaxdistil.config_lib import ConfigError
   from jaxdistil.convert import ConvertError
   from jaxdistil.data.corpus import PrepareError
   from jaxdistil.train import TrainError
   try:
+    args = cli.parse('python -m jaxdistil.quickstart', __doc__, define_flags, argv)
+    if args.save_teacher and not args.train_teacher:
+      raise cli.UsageError('--save_teacher goes with --train_teacher')
     summary = run(args.workdir, args.text, args.train_teacher, args.teacher_steps,
                   args.student_steps, args.save_teacher)
-  except (ConfigError, ConvertError, PrepareError, TrainError, ValueError,
-          OSError) as e:
+  except (cli.UsageError, ConfigError, ConvertError, PrepareError, TrainError,
+          ValueError, OSError) as e:
     print(f'jaxdistil.quickstart: {e}', file=sys.stderr)
     sys.exit(2)
   print(report(summary))

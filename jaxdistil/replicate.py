@@ -1,6 +1,6 @@
 """`python -m jaxdistil.replicate`: the paper's tables 1 and 4 from one command.
 
-    python -m jaxdistil.replicate --teacher=DIR --workdir=DIR --budget=small \
+    python -m jaxdistil.replicate --teacher=DIR --workdir=DIR --config=replicate.py:small \
         --corpus='../shared/data/corpus/wikipedia/wiki_*,../shared/data/corpus/gutenberg/*.txt' \
         --glue_data=../shared/data/glue --results=results/small
 
@@ -14,7 +14,7 @@ Stages, each skipped when its result is there (rerun the same command to resume)
            when the teacher's head is already trained)
   distil   each variant (`configs/replicate.py`: full, no_ce, no_cos, no_mlm,
            random_init, and the MLM-only baseline) in WORKDIR/students/NAME
-  glue     the teacher and every student fine-tuned on the budget's GLUE tasks
+  glue     the teacher and every student fine-tuned on the plan's GLUE tasks
   report   tables 1 and 4, shaped like the paper's, and the held-out table
 
 What is kept lives under --results (default WORKDIR/results), small enough to
@@ -37,7 +37,6 @@ from jaxdistil import host_memory
 if __name__ == '__main__':
   host_memory.keep_freed_memory()     # before jax starts its threads
 
-import argparse
 import json
 import os
 import platform
@@ -61,15 +60,6 @@ class ReplicateError(ValueError):
 
 # ----------------------------------------------------------------------------
 # The plan and its inputs, checked before any work
-
-def load_plan(budget: str):
-  from jaxdistil import config_lib
-  module = config_lib.load_module(config_lib.shipped(CONFIG))
-  if budget not in module.BUDGETS:
-    raise ReplicateError(f'--budget={budget!r} does not exist: use one of '
-                         f'{", ".join(module.BUDGETS)} (configs/replicate.py)')
-  return module.get_config(budget)
-
 
 def looks_like_path(name: str) -> bool:
   return (os.sep in name or name.startswith('.') or name.startswith('~')
@@ -289,7 +279,7 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
 
 def run(args) -> dict:
   from jaxdistil import ablate
-  plan = load_plan(args.budget)
+  plan = args.config
   check_teacher(args.teacher)
   tasks = check_glue(plan, args.glue_data)
   if args.data and not os.path.isfile(os.path.join(args.data, 'metadata.json')):
@@ -396,35 +386,45 @@ def tables(results: Results, plan, tasks) -> str:
   return '\n'.join(out)
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  from ml_collections import config_flags
+  from jaxdistil import config_lib
+  d = dict(flag_values=fv)
+  config_flags.DEFINE_config_file(
+      'config', f'{config_lib.shipped(CONFIG)}:small', 'the plan: '
+      'configs/replicate.py:BUDGET (tiny or small; a shipped file also by its '
+      'name, replicate.py:tiny), with --config.KEY=VALUE overrides such as '
+      '--config.glue.seeds_other=3', lock_config=True, **d)
+  flags.DEFINE_string('teacher', None, 'HF directory or hub id, jaxdistil model, '
+                      'or train workdir', **d)
+  flags.DEFINE_string('workdir', None, 'checkpoints of every stage', **d)
+  flags.DEFINE_string('corpus', None, 'comma-separated globs to prepare', **d)
+  flags.DEFINE_string('data', None, 'an already prepared directory', **d)
+  flags.DEFINE_string('glue_data', None, "glue_data folder with the plan's tasks", **d)
+  flags.DEFINE_string('results', None, 'where the JSON, copies of metrics and '
+                      'tables go (default WORKDIR/results)', **d)
+  flags.DEFINE_bool('no_head', False, "the teacher's MLM head is trained already: "
+                    'skip the head stage', **d)
+  flags.DEFINE_bool('no_progress', False, 'no progress bars', **d)
+
+
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  p = argparse.ArgumentParser(prog='python -m jaxdistil.replicate',
-                              description=__doc__.splitlines()[0])
-  p.add_argument('--teacher', required=True,
-                 help='HF directory or hub id, jaxdistil model, or train workdir')
-  p.add_argument('--workdir', required=True, help='checkpoints of every stage')
-  p.add_argument('--budget', default='small', help='tiny or small (configs/replicate.py)')
-  p.add_argument('--corpus', default=None, help='comma-separated globs to prepare')
-  p.add_argument('--data', default=None, help='an already prepared directory')
-  p.add_argument('--glue_data', default=None, required=True,
-                 help='glue_data folder with the budget\'s tasks')
-  p.add_argument('--results', default=None,
-                 help='where the JSON, copies of metrics and tables go '
-                      '(default WORKDIR/results)')
-  p.add_argument('--no_head', action='store_true',
-                 help='the teacher\'s MLM head is trained already: skip the head stage')
-  p.add_argument('--no_progress', action='store_true')
-  args = p.parse_args(argv)
-  args.argv = argv
+  from jaxdistil import cli
   from jaxdistil.config_lib import ConfigError
   from jaxdistil.convert import ConvertError
   from jaxdistil.data.corpus import PrepareError
   from jaxdistil.glue.tasks import GlueError
   from jaxdistil.train import TrainError
+  argv = sys.argv[1:] if argv is None else list(argv)
   try:
+    args = cli.parse('python -m jaxdistil.replicate', __doc__, define_flags, argv,
+                     config_flags=('config',))
+    cli.require(args, 'teacher', 'workdir', 'glue_data')
+    args.argv = argv
     out = run(args)
-  except (ReplicateError, ConfigError, ConvertError, PrepareError, GlueError,
-          TrainError, ValueError, OSError) as e:
+  except (cli.UsageError, ReplicateError, ConfigError, ConvertError, PrepareError,
+          GlueError, TrainError, ValueError, OSError) as e:
     print(f'jaxdistil.replicate: {(str(e).splitlines() or [""])[0]}',
           file=sys.stderr)
     return 2

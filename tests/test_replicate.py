@@ -69,16 +69,16 @@ def cli(*args):
 
 def test_an_unknown_budget_is_named(tmp_path, capsys):
   rc = replicate.main([f'--teacher={tmp_path}', f'--workdir={tmp_path}/w',
-                       '--budget=huge', f'--glue_data={tmp_path}'])
+                       '--config=replicate.py:huge', f'--glue_data={tmp_path}'])
   err = capsys.readouterr().err
-  assert rc == 2 and "--budget='huge' does not exist" in err and 'tiny, small' in err
+  assert rc == 2 and "unknown budget 'huge'" in err and 'tiny, small' in err
   assert len(err.strip().splitlines()) == 1
   assert not os.path.exists(tmp_path / 'w')
 
 
 def test_a_missing_teacher_directory_is_named(tmp_path, capsys):
   rc = replicate.main([f'--teacher={tmp_path}/nowhere', f'--workdir={tmp_path}/w',
-                       '--budget=tiny', f'--glue_data={tmp_path}'])
+                       '--config=replicate.py:tiny', f'--glue_data={tmp_path}'])
   err = capsys.readouterr().err
   assert rc == 2 and 'nowhere' in err and 'no such directory' in err
   assert len(err.strip().splitlines()) == 1
@@ -91,7 +91,7 @@ def test_glue_data_missing_a_task_is_named(tmp_path, capsys):
   glue = make_glue(tmp_path / 'glue', tasks=('CoLA', 'SST-2', 'WNLI'))
   capsys.readouterr()            # transformers' own progress bar, when saving
   rc = replicate.main([f'--teacher={teacher}', f'--workdir={tmp_path}/w',
-                       '--budget=tiny', f'--glue_data={glue}'])
+                       '--config=replicate.py:tiny', f'--glue_data={glue}'])
   err = capsys.readouterr().err
   assert rc == 2 and 'lacks a task' in err and 'MRPC' in err, err
   assert len(err.strip().splitlines()) == 1
@@ -104,7 +104,7 @@ def test_a_headless_teacher_without_the_head_stage_is_refused(tmp_path, capsys):
   glue = make_glue(tmp_path / 'glue')
   capsys.readouterr()
   rc = replicate.main([f'--teacher={teacher}', f'--workdir={tmp_path}/w',
-                       '--budget=tiny', f'--glue_data={glue}', '--no_head'])
+                       '--config=replicate.py:tiny', f'--glue_data={glue}', '--no_head'])
   err = capsys.readouterr().err
   assert rc == 2 and 'no trained masked-LM head' in err and 'drop --no_head' in err
   assert len(err.strip().splitlines()) == 1
@@ -134,7 +134,7 @@ def test_head_detection_reads_names_and_the_fresh_head_mark(tmp_path):
 
 def test_budgets_are_train_configs_that_validate():
   for budget in ('tiny', 'small'):
-    plan = replicate.load_plan(budget)
+    plan = plan_of(budget)
     assert sorted(plan.variants) == sorted(ablate.KNOWN)
     assert tuple(plan.variants[:2]) == ('full', 'mlm_only')   # table 1's rows first
     head = plan.head
@@ -147,9 +147,13 @@ def test_budgets_are_train_configs_that_validate():
 
 
 def test_the_mlm_only_baseline_drops_both_teacher_terms():
-  c = ablate.apply(replicate.load_plan('tiny').distil, 'mlm_only')
+  c = ablate.apply(plan_of('tiny').distil, 'mlm_only')
   assert (c.loss.alpha_ce, c.loss.alpha_cos) == (0.0, 0.0)
   assert c.loss.alpha_mlm == 2.0 and c.student_init.source == 'teacher'
+
+
+def plan_of(budget):
+  return config_lib.load_file(os.path.join(ROOT, f'configs/replicate.py:{budget}'))
 
 
 def fake_task(name, score, seeds):
@@ -159,7 +163,7 @@ def fake_task(name, score, seeds):
 
 def test_tables_compute_the_macro_score_retention_and_deltas(tmp_path):
   results = replicate.Results(str(tmp_path))
-  plan = replicate.load_plan('small')
+  plan = plan_of('small')
   scores = {'teacher': (40.0, 90.0, 80.0, 50.0), 'full': (30.0, 86.0, 78.0, 56.0),
             'mlm_only': (20.0, 84.0, 75.0, 56.0), 'no_ce': (28.0, 85.0, 78.0, 56.0),
             'no_cos': (29.0, 85.0, 77.0, 56.0), 'no_mlm': (30.0, 86.0, 77.0, 56.0),
@@ -227,7 +231,7 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   corpus = make_corpus(tmp_path / 'corpus')
   glue = make_glue(tmp_path / 'glue')
   work, res = tmp_path / 'work', tmp_path / 'results'
-  args = [f'--teacher={teacher}', f'--workdir={work}', '--budget=tiny',
+  args = [f'--teacher={teacher}', f'--workdir={work}', '--config=replicate.py:tiny',
           f'--corpus={corpus}', f'--glue_data={glue}', f'--results={res}',
           '--no_progress']
   proc = cli(*args)

@@ -2,39 +2,52 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from absl import flags
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      prog='python -m jaxdistil.convert',
-      description='Convert between Hugging Face checkpoints and jaxdistil models.')
-  sub = p.add_subparsers(dest='command', required=True)
-  imp = sub.add_parser('import', help='HF BERT/DistilBERT -> jaxdistil model dir')
-  imp.add_argument('--hf', required=True, help='HF model directory or hub id')
-  imp.add_argument('--output', required=True, help='new jaxdistil model directory')
-  imp.add_argument('--init_missing_head', action='store_true',
-                   help='for a bare encoder (BertModel): initialise an MLM head')
-  exp = sub.add_parser('export', help='jaxdistil model or train workdir -> HF dir')
-  exp.add_argument('--checkpoint', required=True,
-                   help='a train workdir (its latest checkpoint), a jaxdistil model '
-                        'directory, or an HF directory')
-  exp.add_argument('--output', required=True, help='new HF directory')
-  exp.add_argument('--layout', choices=('distilbert', 'bert'), default=None,
-                   help='default: distilbert for models without token types '
-                        '(students), bert otherwise')
-  exp.add_argument('--tokenizer', default=None,
-                   help='tokenizer folder to copy (default: the checkpoint\'s own)')
-  return p
+from jaxdistil import cli
+
+PROG = 'python -m jaxdistil.convert'
+DOC = """python -m jaxdistil.convert import --hf=DIR_OR_ID --output=DIR [--init_missing_head]
+python -m jaxdistil.convert export --checkpoint=DIR --output=DIR [--layout=...]
+
+import: an HF BERT/DistilBERT checkpoint -> a jaxdistil model directory.
+export: a train workdir (its latest checkpoint), a jaxdistil model directory or
+an HF directory -> an HF directory (DistilBertForMaskedLM or BertForMaskedLM)."""
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('hf', None, 'import: HF model directory or hub id',
+                      flag_values=fv)
+  flags.DEFINE_string('output', None, 'the new directory to write', flag_values=fv)
+  flags.DEFINE_bool('init_missing_head', False, 'import: for a bare encoder '
+                    '(BertModel), initialise an MLM head', flag_values=fv)
+  flags.DEFINE_string('checkpoint', None, 'export: a train workdir (its latest '
+                      'checkpoint), a jaxdistil model directory, or an HF '
+                      'directory', flag_values=fv)
+  flags.DEFINE_enum('layout', None, ['distilbert', 'bert'], 'export: default '
+                    'distilbert for models without token types (students), '
+                    'bert otherwise', flag_values=fv)
+  flags.DEFINE_string('tokenizer', None, "export: tokenizer folder to copy "
+                      "(default: the checkpoint's own)", flag_values=fv)
 
 
 def main(argv=None) -> int:
-  args = _parser().parse_args(argv)
   from jaxdistil.convert import export, load_model, save_model
   from jaxdistil.convert.hf_files import ConvertError
   from jaxdistil.convert.hf_in import import_hf
   try:
+    args = cli.parse(PROG, DOC, define_flags, argv,
+                     positional=('import', 'export'))
+    cli.require(args, *(('hf', 'output') if args.command == 'import'
+                        else ('checkpoint', 'output')))
+    other = (('checkpoint', 'layout', 'tokenizer') if args.command == 'import'
+             else ('hf', 'init_missing_head'))
+    given = [f'--{n}' for n in other if getattr(args, n)]
+    if given:
+      raise cli.UsageError(f'{", ".join(given)} does not apply to '
+                           f'{args.command}: see --help')
     if args.command == 'import':
       import os
       from jaxdistil import fs
@@ -55,7 +68,7 @@ def main(argv=None) -> int:
       print(f'jaxdistil.convert: {m.source or args.checkpoint} -> {args.output} '
             f'({"DistilBertForMaskedLM" if layout == "distilbert" else "BertForMaskedLM"})'
             + ('' if tok else '; no tokenizer files were available to copy'))
-  except (ConvertError, ValueError, OSError) as e:
+  except (cli.UsageError, ConvertError, ValueError, OSError) as e:
     print(f'jaxdistil.convert: {e}', file=sys.stderr)
     return 2
   return 0

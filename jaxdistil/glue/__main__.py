@@ -16,50 +16,52 @@ Errors are one line on stderr, exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Callable, Sequence
 
+from absl import flags
+
+from jaxdistil import cli
 from jaxdistil.glue.run import evaluate, write_outputs
 from jaxdistil.glue.tasks import GlueError
 
+PROG = 'python -m jaxdistil.glue'
 
-def parse_args(argv: Sequence[str] | None):
-  p = argparse.ArgumentParser(prog='python -m jaxdistil.glue',
-                              description=__doc__.splitlines()[0])
-  p.add_argument('--model', required=True,
-                 help='checkpoint or Hugging Face directory (jaxdistil.convert)')
-  p.add_argument('--task', default='all',
-                 help='TASK, TASK1,TASK2, all, or tfds:glue/<config>')
-  p.add_argument('--tokenizer', default=None,
-                 help='tokenizer folder or hub id (default: the model\'s own)')
-  p.add_argument('--data_dir', default=None,
-                 help='glue_data folder (or TFDS data_dir with --source=tfds)')
-  p.add_argument('--source', choices=('tsv', 'tfds'), default='tsv')
-  p.add_argument('--seeds', type=int, default=1, help='runs per task (median)')
-  p.add_argument('--seed', type=int, default=0, help='first seed')
-  p.add_argument('--epochs', type=float, default=3.0)
-  p.add_argument('--lr', type=float, default=2e-5)
-  p.add_argument('--batch_size', type=int, default=32)
-  p.add_argument('--max_len', type=int, default=128)
-  p.add_argument('--max_steps', type=int, default=None)
-  p.add_argument('--max_train_examples', type=int, default=None,
-                 help='random subset of each train split (smoke runs)')
-  p.add_argument('--no_length_buckets', action='store_true',
-                 help='pad every example to --max_len (default: to the '
-                      'smallest of 8, 12, 16, 24, 32, 48, ... that holds it)')
-  p.add_argument('--name', default=None, help='row name (default: model dir)')
-  p.add_argument('--output', default=None, help='JSON results (+ .md table)')
-  p.add_argument('--no_progress', action='store_true')
-  return p.parse_args(argv)
+
+def define_flags(fv: flags.FlagValues) -> None:
+  d = dict(flag_values=fv)
+  flags.DEFINE_string('model', None, 'checkpoint or Hugging Face directory '
+                      '(jaxdistil.convert)', **d)
+  flags.DEFINE_string('task', 'all', 'TASK, TASK1,TASK2, all, or tfds:glue/<config>', **d)
+  flags.DEFINE_string('tokenizer', None, "tokenizer folder or hub id (default: "
+                      "the model's own)", **d)
+  flags.DEFINE_string('data_dir', None, 'glue_data folder (or TFDS data_dir with '
+                      '--source=tfds)', **d)
+  flags.DEFINE_enum('source', 'tsv', ['tsv', 'tfds'], 'where the tasks are read', **d)
+  flags.DEFINE_integer('seeds', 1, 'runs per task (median)', lower_bound=1, **d)
+  flags.DEFINE_integer('seed', 0, 'first seed', **d)
+  flags.DEFINE_float('epochs', 3.0, 'fine-tuning epochs', **d)
+  flags.DEFINE_float('lr', 2e-5, 'peak learning rate', **d)
+  flags.DEFINE_integer('batch_size', 32, 'examples a step', lower_bound=1, **d)
+  flags.DEFINE_integer('max_len', 128, 'longest example, in tokens', lower_bound=8, **d)
+  flags.DEFINE_integer('max_steps', None, 'cap on steps per run', **d)
+  flags.DEFINE_integer('max_train_examples', None, 'random subset of each train '
+                       'split (smoke runs)', **d)
+  flags.DEFINE_bool('no_length_buckets', False, 'pad every example to --max_len '
+                    '(default: to the smallest of 8, 12, 16, 24, 32, 48, ... '
+                    'that holds it)', **d)
+  flags.DEFINE_string('name', None, 'row name (default: model dir)', **d)
+  flags.DEFINE_string('output', None, 'JSON results (+ .md table)', **d)
+  flags.DEFINE_bool('no_progress', False, 'no progress bars', **d)
 
 
 def main(argv: Sequence[str] | None = None,
          load_model: Callable | None = None) -> int:
-  args = parse_args(argv)
   try:
+    args = cli.parse(PROG, __doc__, define_flags, argv)
+    cli.require(args, 'model')
     summary = evaluate(args, load_model)
-  except GlueError as e:
+  except (cli.UsageError, GlueError) as e:
     print(f'jaxdistil.glue: {e}', file=sys.stderr)
     return 2
   print(write_outputs(summary, args.output))
