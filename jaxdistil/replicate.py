@@ -220,8 +220,13 @@ def train_stage(results: Results, name: str, config, workdir: str, command: str,
   from jaxdistil import train
   log(f'{name}: training in {workdir}')
   start = time.perf_counter()
-  train.train(config, workdir)
+  out = train.train(config, workdir)
   wall = time.perf_counter() - start
+  if out['step'] != config.total_steps:     # stopped early (SIGTERM): no result
+    raise ReplicateError(
+        f'{name}: training stopped at step {out["step"]} of {config.total_steps}'
+        f'{" (SIGTERM)" if out.get("preempted") else ""}; nothing was recorded: '
+        f'rerun the same command to resume from the checkpoint')
   summary = dict(run_summary(workdir), name=name, workdir=workdir,
                  command=command, machine=machine(),
                  wall_seconds_this_session=round(wall, 1),

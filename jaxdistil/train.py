@@ -93,8 +93,11 @@ def train(config, workdir: str) -> dict:
                     tokenizer_source(run, config))
 
   # ---- preemption: SIGTERM saves where we are and exits cleanly -------------
+  # (Restored when `train` returns: a caller running other stages after it,
+  # such as replicate, must still die of a SIGTERM there.)
   stop = {'now': False}
-  signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+  previous_handler = signal.signal(signal.SIGTERM,
+                                   lambda *_: stop.update(now=True))
 
   # ---- the loop --------------------------------------------------------------
   # Metrics stay on the devices and are fetched every `log_every` steps (and
@@ -155,6 +158,8 @@ def train(config, workdir: str) -> dict:
       if hasattr(data, 'close'):
         data.close()
       bar.close()   # ends its line, so an error below starts a fresh one
+      if previous_handler is not None:
+        signal.signal(signal.SIGTERM, previous_handler)
 
   # ---- a complete run: the student as a Hugging Face directory --------------
   hf = None
@@ -166,7 +171,7 @@ def train(config, workdir: str) -> dict:
       print(f'jaxdistil.train: warning: no HF export: {e}', file=sys.stderr)
     layout.mark_done(workdir, log.last_saved)
   return {'state': state, 'metrics': log.last, 'step': log.last_saved, 'hf': hf,
-          'config': config}
+          'config': config, 'preempted': stop['now']}
 
 
 def progress_bar(total: int, start: int):

@@ -185,6 +185,20 @@ def test_tables_compute_the_macro_score_retention_and_deltas(tmp_path):
   assert text.count('| 0.2500 | 0.5000 | 400 |') == 7
 
 
+def test_a_run_stopped_early_records_nothing(tmp_path, monkeypatch):
+  # A SIGTERM makes train save and return early; replicate must not take the
+  # stopped run for a finished one (it once wrote a 40-step student's result).
+  from jaxdistil import train
+  monkeypatch.setattr(train, 'train', lambda c, w: {'step': 3, 'preempted': True})
+  results = replicate.Results(str(tmp_path / 'results'))
+  c = plan_of('tiny').distil
+  with pytest.raises(replicate.ReplicateError,
+                     match=r'x: training stopped at step 3 of 4 \(SIGTERM\); '
+                           r'nothing was recorded: rerun the same command'):
+    replicate.train_stage(results, 'x', c, str(tmp_path / 'w'), 'cmd')
+  assert not os.path.exists(tmp_path / 'results')
+
+
 def test_run_summary_counts_a_resumed_runs_steps_once(tmp_path):
   rows = [{'step': 1, 'tokens': 10, 'step_s': 1.0, 'loss': 3.0},
           {'step': 2, 'tokens': 10, 'step_s': 1.0, 'loss': 2.0,

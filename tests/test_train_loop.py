@@ -5,6 +5,7 @@ bit for bit."""
 
 import json
 import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,11 @@ def rows(workdir):
 
 def test_metrics_are_fetched_every_log_every_steps_not_every_step(tmp_path, fetches):
   w = str(tmp_path / 'w')
-  train.train(config(), w)
+  before = signal.getsignal(signal.SIGTERM)
+  out = train.train(config(), w)
+  # train's SIGTERM handler (save and stop) is its own: a caller that goes on
+  # to other work (replicate's GLUE stage) gets its own handler back.
+  assert signal.getsignal(signal.SIGTERM) is before and not out['preempted']
   # Flushes at 4, 6 (checkpoint), 8, 12 (checkpoint): 4 transfers for 12 steps.
   assert len(fetches) == 4
   logged = rows(w)
