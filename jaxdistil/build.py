@@ -77,7 +77,8 @@ def _sharded_params(cfg: bert.BertConfig, mesh: Mesh):
 
 TEACHER_FIELDS = ('vocab_size', 'hidden_size', 'num_layers', 'num_heads',
                   'intermediate_size', 'max_position_embeddings', 'type_vocab_size',
-                  'layer_norm_eps', 'hidden_act', 'tie_word_embeddings')
+                  'layer_norm_eps', 'hidden_act', 'tie_word_embeddings', 'family',
+                  'pad_token_id')
 
 
 def load_teacher(config, mesh: Mesh):

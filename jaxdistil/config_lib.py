@@ -80,7 +80,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.teacher = ml_collections.ConfigDict(dict(
       vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
       intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
-      layer_norm_eps=1e-12, hidden_act='gelu', tie_word_embeddings=True))
+      layer_norm_eps=1e-12, hidden_act='gelu', tie_word_embeddings=True,
+      # 'bert' (also DistilBERT, multilingual BERT), 'roberta' or 'xlm-roberta';
+      # set from the teacher checkpoint like the shape above.
+      family='bert', pad_token_id=0))
   # The student: the teacher's shape with fewer layers, no token types. The
   # placeholders (None) mean "as the teacher".
   c.model.student = ml_collections.ConfigDict(dict(
@@ -260,6 +263,7 @@ def teacher_config(c) -> BertConfig:
       max_position_embeddings=t.max_position_embeddings,
       type_vocab_size=t.type_vocab_size, layer_norm_eps=t.layer_norm_eps,
       hidden_act=t.hidden_act, tie_word_embeddings=t.tie_word_embeddings,
+      family=t.family, pad_token_id=t.pad_token_id,
       hidden_dropout=0.0, attention_dropout=0.0, dtype=c.dtype)
 
 
@@ -352,9 +356,14 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     if c.student_init.fold_token_type and not t.type_vocab_size:
       fail('student_init.fold_token_type=True but the teacher has no token-type '
            'embeddings (model.teacher.type_vocab_size=0): set it to False')
-  if c.max_len > min(t.max_position_embeddings, s.max_position_embeddings):
-    fail(f'max_len={c.max_len} exceeds max_position_embeddings='
-         f'{t.max_position_embeddings}: lower max_len')
+  positions = min(t.max_position_embeddings, s.max_position_embeddings)
+  if c.max_len + t.position_offset > positions:
+    fail(f'max_len={c.max_len} exceeds the {positions - t.position_offset} '
+         f'positions the teacher has'
+         + (f' ({positions} less the {t.position_offset} RoBERTa sets aside)'
+            if t.position_offset else '') + ': lower max_len')
+  if t.family not in bert.FAMILIES:
+    fail(f'model.teacher.family={t.family!r}: use one of {", ".join(bert.FAMILIES)}')
   m = c.masking
   if not 0.0 < m.mask_prob <= 1.0:
     fail(f'masking.mask_prob={m.mask_prob} must be in (0, 1] (the reference uses '

@@ -27,7 +27,7 @@ _FORMAT = flags.DEFINE_enum('format', 'auto',
 _TOKENIZER = flags.DEFINE_string('tokenizer', None,
                                  'HF tokenizer directory, vocab.txt folder or id.')
 _MAX_LEN = flags.DEFINE_integer('max_len', 128, 'Tokens per sequence, with '
-                                '[CLS] and [SEP].')
+                                '[CLS] and [SEP] (<s> and </s> for RoBERTa).')
 _OUTPUT = flags.DEFINE_string('output', None, 'Directory for shards + metadata.')
 _SHARD_SIZE = flags.DEFINE_integer('shard_size', 20000, 'Sequences per shard.')
 _MAX_POSITIONS = flags.DEFINE_integer('max_positions', 512,

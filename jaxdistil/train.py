@@ -76,6 +76,8 @@ def train(config, workdir: str) -> dict:
   run = build.build(config)
   config = run.config                       # with the loaded teacher's shape
   if hasattr(data, 'check_vocab_size'):     # the teacher may set the vocabulary
+    # Its tokenizer first: that line also names the command that fixes it.
+    data.check_tokenizer(run.teacher_tokenizer)
     data.check_vocab_size(config.model.teacher.vocab_size)
 
   # ---- restore this workdir's latest checkpoint, or start fresh -------------

@@ -75,12 +75,13 @@ def describe(workdir: str, student, teacher, teacher_source: str,
   model.json (the student's and teacher's `BertConfig`), config.json (the
   whole run) and tokenizer/ (copied, so the workdir stands on its own). A
   rerun rewrites them (each file atomically)."""
+  from jaxdistil.convert.hf_config import default_layout
   from jaxdistil.convert.hf_files import copy_tokenizer
   meta = {'student': dataclasses.asdict(student),
           'teacher': dataclasses.asdict(teacher),
           'teacher_source': teacher_source,
-          # the HF layout it exports as: DistilBERT's has no token types
-          'layout': 'distilbert' if not student.type_vocab_size else 'bert'}
+          # the HF layout it exports as (DistilBERT's, or RoBERTa's family)
+          'layout': default_layout(student)}
   fs.makedirs(workdir)
   fs.write_text_atomic(path(workdir, MODEL), json.dumps(meta, indent=2))
   fs.write_text_atomic(path(workdir, CONFIG), config_json)

@@ -3,6 +3,8 @@
 import os
 import sys
 
+import pytest
+
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -22,3 +24,20 @@ if os.environ.get('JAXDISTIL_TEST_XLA_CACHE', '1') != '0':
                         tempfile.mkdtemp(prefix='jaxdistil-tests-xla-'))
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+
+
+@pytest.fixture(scope='session')
+def bpe_tokenizer(tmp_path_factory):
+  """A RoBERTa-style byte-level BPE tokenizer directory, trained once a session
+  on real text (`helpers.bpe_tokenizer_dir`)."""
+  import helpers
+  return helpers.bpe_tokenizer_dir(tmp_path_factory.mktemp('bpe_tokenizer'))
+
+
+@pytest.fixture(scope='session')
+def mbert_tokenizer(tmp_path_factory):
+  """A multilingual-BERT-shaped cased WordPiece directory, 119,547 entries,
+  built once a session (`helpers.mbert_vocab_dir`)."""
+  import helpers
+  return helpers.mbert_vocab_dir(tmp_path_factory.mktemp('mbert_tokenizer'))

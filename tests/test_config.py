@@ -31,7 +31,7 @@ BAD = [
     ({'loss.temperature': 0.0}, r'loss\.temperature=0\.0 must be > 0'),
     ({'loss.alpha_ce': 0.0, 'loss.alpha_mlm': 0.0, 'loss.alpha_cos': 0.0},
      r'all loss weights'),
-    ({'max_len': 64}, r'max_len=64 exceeds max_position_embeddings=32'),
+    ({'max_len': 64}, r'max_len=64 exceeds the 32 positions the teacher has'),
     ({'mesh.data': 3}, r'needs 3 devices but 8 are present'),
     ({'model.student.num_heads': 5, 'student_init.source': 'random',
       'loss.alpha_cos': 0.0}, r'not divisible by num_heads=5'),

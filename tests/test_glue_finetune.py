@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxdistil import sharding
+from jaxdistil.glue import heads
 from jaxdistil.glue import __main__ as cli
 from jaxdistil.glue import run as glue_run
 from jaxdistil.glue import data, finetune, tasks
@@ -45,25 +46,25 @@ def test_distilbert_and_bert_heads_match_numpy():
   cfg, _ = tiny_bert(100)
   rng = np.random.default_rng(0)
   x = rng.standard_normal((5, 32)).astype(np.float32)
-  head = jax.device_get(finetune.init_head(cfg, 3, jax.random.key(1)))
+  head = jax.device_get(heads.init_head(cfg, 3, jax.random.key(1)))
   assert set(head) == {'pre_classifier', 'classifier'}
   assert head['classifier']['kernel'].shape == (32, 3)
   pre = np.maximum(x @ head['pre_classifier']['kernel'] + head['pre_classifier']['bias'], 0)
   want = pre @ head['classifier']['kernel'] + head['classifier']['bias']
-  np.testing.assert_allclose(finetune.head_apply(head, x, 0.1), want, rtol=1e-5,
+  np.testing.assert_allclose(heads.head_apply(head, x, 0.1), want, rtol=1e-5,
                              atol=1e-6)
   pooler = {'dense': {'kernel': rng.standard_normal((32, 32)).astype(np.float32),
                       'bias': rng.standard_normal(32).astype(np.float32)}}
-  head = jax.device_get(finetune.init_head(cfg, 1, jax.random.key(1), pooler))
+  head = jax.device_get(heads.init_head(cfg, 1, jax.random.key(1), pooler))
   assert set(head) == {'pooler', 'classifier'}
   np.testing.assert_array_equal(head['pooler']['dense']['kernel'],
                                 pooler['dense']['kernel'])
   pooled = np.tanh(x @ pooler['dense']['kernel'] + pooler['dense']['bias'])
   want = pooled @ head['classifier']['kernel'] + head['classifier']['bias']
-  np.testing.assert_allclose(finetune.head_apply(head, x, 0.1), want, rtol=1e-5,
+  np.testing.assert_allclose(heads.head_apply(head, x, 0.1), want, rtol=1e-5,
                              atol=1e-6)
   # dropout is on only with a key: kept units are scaled by 1/(1-rate)
-  dropped = np.asarray(finetune._dropout(jnp.ones((200, 32)), 0.25, jax.random.key(0)))
+  dropped = np.asarray(heads._dropout(jnp.ones((200, 32)), 0.25, jax.random.key(0)))
   assert set(np.unique(dropped)) == {0.0, np.float32(1 / 0.75)}
   assert abs((dropped == 0).mean() - 0.25) < 0.03
 
@@ -72,11 +73,11 @@ def test_encoder_params_split_keeps_the_pooler_for_the_head():
   cfg, params = tiny_bert(100)
   pooler = {'dense': {'kernel': np.zeros((32, 32), np.float32),
                       'bias': np.zeros(32, np.float32)}}
-  encoder, rest, got = finetune.split_encoder_params(cfg, {**params, 'pooler': pooler})
+  encoder, rest, got = heads.split_encoder_params(cfg, {**params, 'pooler': pooler})
   assert set(encoder) == {'embeddings', 'encoder'} and set(rest) == {'cls'}
   assert got is pooler
   # A checkpoint without the MLM head still runs (zeros of the right shapes).
-  _, rest, got = finetune.split_encoder_params(
+  _, rest, got = heads.split_encoder_params(
       cfg, {k: v for k, v in params.items() if k != 'cls'})
   assert got is None
   assert jax.tree.map(np.shape, rest['cls']) == jax.tree.map(np.shape, params['cls'])
@@ -281,9 +282,9 @@ def test_bucketed_predictions_equal_full_length_ones_in_order():
                         num_heads=2, intermediate_size=64,
                         max_position_embeddings=64)
   params = random_params(jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0))))
-  encoder, rest, _ = finetune.split_encoder_params(cfg, params)
+  encoder, rest, _ = heads.split_encoder_params(cfg, params)
   head = random_params(jax.eval_shape(
-      lambda: finetune.init_head(cfg, 3, jax.random.key(0))), seed=1)
+      lambda: heads.init_head(cfg, 3, jax.random.key(0))), seed=1)
   model = {'encoder': encoder, 'head': head}
   lengths = mixed_lengths(75, 32, seed=2)
   arrays = encoded_like(lengths, 32, 2000)

@@ -12,9 +12,11 @@ PROG = 'python -m jaxdistil.convert'
 DOC = """python -m jaxdistil.convert import --hf=DIR_OR_ID --output=DIR [--init_missing_head]
 python -m jaxdistil.convert export --checkpoint=DIR --output=DIR [--layout=...]
 
-import: an HF BERT/DistilBERT checkpoint -> a jaxdistil model directory.
+import: an HF BERT, DistilBERT, RoBERTa or XLM-RoBERTa checkpoint -> a jaxdistil
+model directory.
 export: a train workdir (its latest checkpoint), a jaxdistil model directory or
-an HF directory -> an HF directory (DistilBertForMaskedLM or BertForMaskedLM)."""
+an HF directory -> an HF directory (DistilBertForMaskedLM, BertForMaskedLM,
+RobertaForMaskedLM or XLMRobertaForMaskedLM)."""
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -26,8 +28,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('checkpoint', None, 'export: a train workdir (its latest '
                       'checkpoint), a jaxdistil model directory, or an HF '
                       'directory', flag_values=fv)
-  flags.DEFINE_enum('layout', None, ['distilbert', 'bert'], 'export: default '
-                    'distilbert for models without token types (students), '
+  flags.DEFINE_enum('layout', None, ['distilbert', 'bert', 'roberta', 'xlm-roberta'],
+                    'export: default the family\'s (roberta, xlm-roberta); for '
+                    'BERT, distilbert for models without token types (students), '
                     'bert otherwise', flag_values=fv)
   flags.DEFINE_string('tokenizer', None, "export: tokenizer folder to copy "
                       "(default: the checkpoint's own)", flag_values=fv)
@@ -35,6 +38,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def main(argv=None) -> int:
   from jaxdistil.convert import export, load_model, save_model
+  from jaxdistil.convert import hf_config
   from jaxdistil.convert.hf_files import ConvertError
   from jaxdistil.convert.hf_in import import_hf
   try:
@@ -66,7 +70,7 @@ def main(argv=None) -> int:
       tok = args.tokenizer or m.tokenizer_dir
       layout = export(m.config, m.params, args.output, args.layout, tok)
       print(f'jaxdistil.convert: {m.source or args.checkpoint} -> {args.output} '
-            f'({"DistilBertForMaskedLM" if layout == "distilbert" else "BertForMaskedLM"})'
+            f'({hf_config.ARCHITECTURE[layout]})'
             + ('' if tok else '; no tokenizer files were available to copy'))
   except (cli.UsageError, ConvertError, ValueError, OSError) as e:
     print(f'jaxdistil.convert: {e}', file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Hugging Face BERT or DistilBERT checkpoint -> our params tree.
+"""Hugging Face BERT, DistilBERT, RoBERTa or XLM-RoBERTa checkpoint -> our params.
 
 Accepts `BertForMaskedLM`, `BertForPreTraining` (the NSP head is dropped, the
 pooler kept aside), `BertModel` (no MLM head: refused unless
-`init_missing_head`), and the DistilBERT equivalents. Real-world key variants
+`init_missing_head`), and the DistilBERT, RoBERTa and XLM-RoBERTa equivalents
+(`RobertaForMaskedLM`: the `roberta.` encoder and the `lm_head.` head). Real-world key variants
 are normalised first: with or without the `bert.`/`distilbert.` prefix, legacy
 LayerNorm `gamma`/`beta`, `position_ids` buffers, a tied decoder saved or not,
 an untied decoder (`tie_word_embeddings: false`), a pooler present or not.
@@ -54,6 +55,9 @@ def _ignored(name: str, layout: str, cfg: BertConfig) -> bool:
       return True
     if cfg.tie_word_embeddings and name == 'cls.predictions.decoder.weight':
       return True
+  elif layout in ('roberta', 'xlm-roberta'):
+    if cfg.tie_word_embeddings and name == 'lm_head.decoder.weight':
+      return True
   else:
     if cfg.tie_word_embeddings and name == 'vocab_projector.weight':
       return True
@@ -98,15 +102,17 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   if duplicates:
     raise ConvertError(f'{directory}: tensors appear twice under different names '
                        f'({", ".join(sorted(duplicates)[:5])}): fix the checkpoint')
-  if layout == 'bert':
-    # The output bias is saved as `cls.predictions.bias`, as the decoder's own
-    # `cls.predictions.decoder.bias`, or both. Tied (the default), HF makes the
-    # decoder's bias that of `cls.predictions`; untied, its forward pass uses the
-    # decoder's. Take the one HF would use, the other when only it is there.
-    decoder_bias = by_name.pop('cls.predictions.decoder.bias', None)
-    if decoder_bias and ('cls.predictions.bias' not in by_name
+  if layout != 'distilbert':
+    # The output bias is saved as `cls.predictions.bias` (RoBERTa:
+    # `lm_head.bias`), as the decoder's own `...decoder.bias`, or both. Tied
+    # (the default), HF makes the decoder's bias the head's; untied, its
+    # forward pass uses the decoder's. Take the one HF would use, the other
+    # when only it is there.
+    head = 'cls.predictions' if layout == 'bert' else 'lm_head'
+    decoder_bias = by_name.pop(f'{head}.decoder.bias', None)
+    if decoder_bias and (f'{head}.bias' not in by_name
                          or not cfg.tie_word_embeddings):
-      by_name['cls.predictions.bias'] = decoder_bias
+      by_name[f'{head}.bias'] = decoder_bias
 
   wanted = names.entries(layout, cfg)
   known = {e.hf for e in wanted}
@@ -119,7 +125,8 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   if missing_head and len(missing_head) == len(head_entries):
     if not init_missing_head:
       raise MissingHeadError(
-          f'{directory} has no masked-LM head (a bare encoder such as BertModel): '
+          f'{directory} has no masked-LM head (a bare encoder such as BertModel '
+          f'or RobertaModel): '
           f'pass --init_missing_head to initialise one (decoder tied to the word '
           f'embeddings, fresh transform)')
     fresh_head = True

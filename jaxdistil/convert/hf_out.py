@@ -3,7 +3,9 @@
 A DistilBERT-layout model (no token types: every student) becomes
 `DistilBertForMaskedLM`; a BERT-layout one (a teacher) `BertForMaskedLM`. A
 student can also be written as `BertForMaskedLM` (layout='bert'): its missing
-token-type table is written as zeros, which adds nothing.
+token-type table is written as zeros, which adds nothing. A RoBERTa-family
+model (teacher or student: `BertConfig.family`) becomes `RobertaForMaskedLM`
+or `XLMRobertaForMaskedLM`, as `distilroberta-base` is laid out.
 
 The directory holds `config.json` (from `transformers`' own config classes, so
 every field is one it expects), `model.safetensors` (float32, `format: pt`) and
@@ -25,7 +27,7 @@ from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
 from jaxdistil.models.bert import BertConfig
 
 
-def hf_config(cfg: BertConfig, layout: str, pad_token_id: int = 0):
+def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None):
   """`transformers`' own config object (every field one it expects) for `cfg`."""
   import transformers   # config classes only: no torch needed
   fields = hf_config_lib.to_hf(cfg, layout, pad_token_id)
@@ -37,11 +39,11 @@ def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarr
   flat = {tuple(str(k.key) for k in path): x for path, x in
           jax.tree_util.tree_leaves_with_path(params)}
   prefix = names.PREFIX[layout]
-  if layout == 'bert' and not cfg.type_vocab_size:
-    table_cfg = cfg.replace(type_vocab_size=2)
+  types = hf_config_lib.TOKEN_TYPES.get(layout)
+  if types and not cfg.type_vocab_size:     # a student: a table of zeros
     flat[('embeddings', 'token_type_embeddings', 'embedding')] = np.zeros(
-        (2, cfg.hidden_size), np.float32)
-    cfg = table_cfg
+        (types, cfg.hidden_size), np.float32)
+    cfg = cfg.replace(type_vocab_size=types)
   entries = names.entries(layout, cfg)
   want = {e.ours for e in entries}
   if set(flat) != want:
@@ -51,7 +53,7 @@ def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarr
                        f'unexpected {extra[:4]}')
   out = {}
   for e in entries:
-    name = e.hf if e.head and e.hf.startswith(('cls.', 'vocab_')) else prefix + e.hf
+    name = e.hf if e.head and e.hf.startswith(names.HEAD_ROOTS) else prefix + e.hf
     out[name] = names.to_hf(e, np.asarray(jax.device_get(flat[e.ours]), np.float32))
   if layout == 'bert' and not cfg.tie_word_embeddings:
     out['cls.predictions.decoder.bias'] = out['cls.predictions.bias'].copy()
@@ -66,11 +68,14 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
   whole, only after the new one is complete).
   """
   from safetensors.numpy import save_file
-  layout = layout or ('distilbert' if not cfg.type_vocab_size else 'bert')
+  layout = layout or hf_config_lib.default_layout(cfg)
   output = os.path.abspath(output)
   if not overwrite:
     fs.refuse_nonempty(output, error=ConvertError)
-  pad_id = _pad_id(tokenizer_dir) if tokenizer_dir else 0
+  # BERT-family students made from a config carry no padding id of their own:
+  # take their tokenizer's. RoBERTa's is part of the model (its positions).
+  pad_id = (_pad_id(tokenizer_dir) if tokenizer_dir and cfg.family == 'bert'
+            else None)
   config = hf_config(cfg, layout, pad_id)
   tensors = state_dict(cfg, params, layout)
   with fs.atomic_dir(output, overwrite=overwrite, error=ConvertError) as tmp:
@@ -81,7 +86,7 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
   return layout
 
 
-def _pad_id(tokenizer_dir: str) -> int:
+def _pad_id(tokenizer_dir: str) -> int | None:
   """[PAD]'s id from a vocab.txt (0 in BERT's), without loading a tokenizer."""
   vocab = os.path.join(tokenizer_dir, 'vocab.txt')
   if os.path.isfile(vocab):
@@ -89,4 +94,4 @@ def _pad_id(tokenizer_dir: str) -> int:
       for i, line in enumerate(f):
         if line.rstrip('\n') == '[PAD]':
           return i
-  return 0
+  return None

@@ -54,8 +54,8 @@ def _layer(i, q, k, v, o, ln1, ffn_in, ffn_out, ln2):
           _ln(p + ('output', 'LayerNorm'), ln2))
 
 
-def bert_entries(cfg: BertConfig) -> list[Entry]:
-  """`BertForMaskedLM` names: `bert.` is the encoder's prefix, `cls.` the head's."""
+def _bert_encoder(cfg: BertConfig) -> list[Entry]:
+  """BERT's encoder names, which RoBERTa and XLM-RoBERTa share."""
   emb = ('embeddings',)
   out = [Entry(emb + ('word_embeddings', 'embedding'), 'embeddings.word_embeddings.weight'),
          Entry(emb + ('position_embeddings', 'embedding'),
@@ -70,6 +70,12 @@ def bert_entries(cfg: BertConfig) -> list[Entry]:
                   p + 'attention.self.value', p + 'attention.output.dense',
                   p + 'attention.output.LayerNorm', p + 'intermediate.dense',
                   p + 'output.dense', p + 'output.LayerNorm')
+  return out
+
+
+def bert_entries(cfg: BertConfig) -> list[Entry]:
+  """`BertForMaskedLM` names: `bert.` is the encoder's prefix, `cls.` the head's."""
+  out = _bert_encoder(cfg)
   head = ('cls', 'predictions')
   out += _dense(head + ('transform', 'dense'), 'cls.predictions.transform.dense',
                 head=True)
@@ -108,16 +114,35 @@ def distilbert_entries(cfg: BertConfig) -> list[Entry]:
   return out
 
 
+def roberta_entries(cfg: BertConfig) -> list[Entry]:
+  """`RobertaForMaskedLM` (and `XLMRobertaForMaskedLM`) names: BERT's encoder
+  under `roberta.`, the head `lm_head.` (dense, layer_norm, bias, decoder)."""
+  out = _bert_encoder(cfg)
+  head = ('cls', 'predictions')
+  out += _dense(head + ('transform', 'dense'), 'lm_head.dense', head=True)
+  out += _ln(head + ('transform', 'LayerNorm'), 'lm_head.layer_norm', head=True)
+  out.append(Entry(head + ('bias',), 'lm_head.bias', head=True))
+  if not cfg.tie_word_embeddings:
+    out.append(Entry(head + ('decoder', 'kernel'), 'lm_head.decoder.weight', 1,
+                     head=True))
+  return out
+
+
 def entries(layout: str, cfg: BertConfig) -> list[Entry]:
   if layout == 'bert':
     return bert_entries(cfg)
   if layout == 'distilbert':
     return distilbert_entries(cfg)
+  if layout in ('roberta', 'xlm-roberta'):
+    return roberta_entries(cfg)
   raise ValueError(f'unknown layout {layout!r}')
 
 
 # The encoder's prefix in checkpoints of a model with a head.
-PREFIX = {'bert': 'bert.', 'distilbert': 'distilbert.'}
+PREFIX = {'bert': 'bert.', 'distilbert': 'distilbert.', 'roberta': 'roberta.',
+          'xlm-roberta': 'roberta.'}
+# Where a head's names start (they sit at the checkpoint's root, unprefixed).
+HEAD_ROOTS = ('cls.', 'vocab_', 'lm_head.')
 
 
 def hf_shape(entry: Entry, ours_shape: tuple[int, ...]) -> tuple[int, ...]:

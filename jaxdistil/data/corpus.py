@@ -5,9 +5,12 @@
 
 Documents (see `sources`) are tokenised in batches by the teacher's Hugging Face
 tokenizer (its Rust backend uses every core) and cut into sequences of at most
-`max_len` tokens, `[CLS] w1 ... wn [SEP]`, in order. As in the reference, a piece
-of 11 tokens or fewer (a document's short tail, or a short document) is dropped,
-and so is a piece that is at least half [UNK].
+`max_len` tokens, `[CLS] w1 ... wn [SEP]` (`<s> w1 ... wn </s>` with a RoBERTa
+tokenizer: the ids are the tokenizer's own), in order. As in the reference, a
+piece of 11 tokens or fewer (a document's short tail, or a short document) is
+dropped, and so is a piece that is at least half [UNK]. Text that spells a
+special token (a literal `</s>` or `[MASK]` in the corpus) is tokenised as the
+text it is, never as that special id.
 
 Output directory:
   shard-00000.tfrecord ...  one record per sequence: its ids as little-endian
@@ -15,9 +18,10 @@ Output directory:
   token_counts.npy          occurrences of every id, for smoothed masking
   tokenizer/                the tokenizer's files (save_pretrained), so that a
                             run can ship them with its student
-  metadata.json             tokenizer (source, fingerprint, vocabulary size,
-                            special ids), max_len, sequence and token counts per
-                            shard, written last: its presence means complete
+  metadata.json             tokenizer (source, fingerprint, vocabulary hash
+                            and size, special ids), max_len, sequence and token
+                            counts per shard, written last: its presence means
+                            complete
 
 Each shard is written to a `.tmp` file and renamed into place, so a crash never
 leaves a half-written shard where training would read it. `progress.json`
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import Iterable, Iterator
 
@@ -41,6 +46,7 @@ from jaxdistil.data import sources
 from jaxdistil.data import tokenizer as tokenizer_lib
 
 MIN_TOKENS = 12          # the reference drops sequences of 11 tokens or fewer
+SHARD_SIZE = 20000       # sequences a shard, by default
 METADATA = 'metadata.json'
 PROGRESS = 'progress.json'
 
@@ -54,7 +60,8 @@ def shard_name(i: int) -> str:
 
 
 def cut(ids: list[int], max_len: int, cls: int, sep: int, unk: int) -> Iterator:
-  """[CLS] + up to max_len - 2 ids + [SEP], for consecutive pieces of `ids`."""
+  """cls + up to max_len - 2 ids + sep, for consecutive pieces of `ids` (cls,
+  sep and unk are the tokenizer's ids: [CLS] [SEP] [UNK], or <s> </s> <unk>)."""
   body = max_len - 2
   for start in range(0, len(ids), body):
     piece = ids[start:start + body]
@@ -100,8 +107,23 @@ def read_metadata(directory: str) -> dict | None:
     return json.load(f)
 
 
+def prepare_command(meta: dict, tokenizer: str, output: str = 'DIR') -> str:
+  """The `python -m jaxdistil.prepare` command that prepares the corpus of
+  `meta` (a finished directory's metadata) again, with `tokenizer`, into
+  `output`: what to run when that directory does not fit a teacher."""
+  source = meta.get('source', '')
+  source = source if isinstance(source, str) else ','.join(source)
+  args = [f'--source={shlex.quote(source)}',
+          f'--tokenizer={shlex.quote(tokenizer)}', f'--max_len={meta["max_len"]}']
+  if meta.get('format', 'auto') != 'auto':
+    args.append(f'--format={meta["format"]}')
+  if meta.get('shard_size', SHARD_SIZE) != SHARD_SIZE:
+    args.append(f'--shard_size={meta["shard_size"]}')
+  return ' '.join(['python -m jaxdistil.prepare'] + args + [f'--output={output}'])
+
+
 def prepare(source, tokenizer: str, max_len: int, output: str,
-            fmt: str = 'auto', shard_size: int = 20000, doc_batch: int = 512,
+            fmt: str = 'auto', shard_size: int = SHARD_SIZE, doc_batch: int = 512,
             max_positions: int = 512, progress_bar: bool = True,
             tfds_data_dir: str | None = None,
             teacher_vocab_size: int | None = None) -> dict:
@@ -186,7 +208,8 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
     batch = [(d, text) for d, text in batch if d >= state['next_doc']]
     if not batch:
       continue
-    encoded = tok([text for _, text in batch], add_special_tokens=False)['input_ids']
+    encoded = tok([text for _, text in batch], add_special_tokens=False,
+                  split_special_tokens=True)['input_ids']
     tokens_seen += sum(len(e) for e in encoded)
     for (d, _), doc_ids in zip(batch, encoded):
       pieces = cut(doc_ids, max_len, ids['cls'], ids['sep'], ids['unk'])
@@ -209,7 +232,10 @@ def prepare(source, tokenizer: str, max_len: int, output: str,
   # The tokenizer travels with the data, so a run (and its HF export) can
   # name the tokenizer its ids came from without the original path.
   tok.save_pretrained(os.path.join(output, 'tokenizer'))
-  metadata = dict(header, shards=state['shards'],
+  # vocab_hash stays out of `header`, so that an unfinished preparation of an
+  # earlier version (its progress.json holds the header) still resumes.
+  metadata = dict(header, vocab_hash=tokenizer_lib.vocab_hash(tok),
+                  shards=state['shards'],
                   num_sequences=sum(s['sequences'] for s in state['shards']),
                   num_tokens=sum(s['tokens'] for s in state['shards']),
                   num_documents=docs_seen,

@@ -7,9 +7,11 @@ Per host (`process_index` of `process_count`): the host reads shards
 1. the host's sequences, all of them, are visited in a uniformly random order
    drawn from (seed, epoch): a corpus-wide shuffle, not shard by shard;
 2. in that order they are packed into rows of `max_len` tokens (`packing`):
-   several `[CLS] ... [SEP]` sequences a row, with `segment_ids` (0 = padding,
-   1, 2, ... per sequence) and `position_ids` restarting in each sequence; with
-   `packing=False` each row holds one sequence, padded;
+   several `[CLS] ... [SEP]` (RoBERTa: `<s> ... </s>`) sequences a row, with
+   `segment_ids` (0 = padding, 1, 2, ... per sequence) and `position_ids`
+   restarting at 0 in each sequence (a model adds its own offset); with
+   `packing=False` each row holds one sequence, padded with the tokenizer's pad
+   id (every special id is read from the metadata, none assumed);
 3. each row is read from the memory-mapped shards and masked inside the tf.data
    graph with stateless randomness keyed on (seed, epoch, row) (`masking`);
 4. rows form batches of the per-host batch size; an epoch's last partial batch
@@ -39,6 +41,7 @@ from jaxdistil.data import masking
 from jaxdistil.data import packing as packing_lib
 from jaxdistil.data import corpus as corpus_lib
 from jaxdistil.data import records
+from jaxdistil.data import tokenizer as tokenizer_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +136,28 @@ class Pipeline:
       raise InputError(f'{self.cfg.directory!r} was prepared with a vocabulary of '
                        f'{self.meta["vocab_size"]} but the teacher has '
                        f'{vocab_size}: prepare it with the teacher\'s tokenizer')
+
+  def check_tokenizer(self, folder: str | None) -> None:
+    """Refuses, in one line, data prepared with another tokenizer than the
+    teacher's (`folder`, its tokenizer files; None: nothing to compare with):
+    first by the special ids (a RoBERTa teacher on a BERT-prepared corpus: cls 0
+    vs 101, pad 1 vs 0), then by the vocabulary's hash, which metadata written
+    before `vocab_hash` lacks (that part is then skipped). The line names the
+    command that prepares the corpus again with the teacher's tokenizer."""
+    if not folder:
+      return
+    try:
+      tok = tokenizer_lib.load_folder(folder)
+    except tokenizer_lib.TokenizerError as e:
+      raise InputError(f'cannot check {self.cfg.directory!r} against the '
+                       f'teacher\'s tokenizer: {e}') from None
+    diffs = tokenizer_lib.differences(self.meta, tok)
+    if diffs:
+      raise InputError(
+          f'{self.cfg.directory!r} was prepared with another tokenizer than the '
+          f'teacher\'s ({folder}): {"; ".join(diffs)}: prepare it again with '
+          f'{corpus_lib.prepare_command(self.meta, folder)} and train with '
+          f'--config.data=DIR')
 
   # -- the epoch's plan: which sequences make which row -------------------------
 

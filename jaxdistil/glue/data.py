@@ -289,17 +289,28 @@ def _wordpieces(tokenizer, texts: list[str]) -> list[list[int]]:
                    return_token_type_ids=False)['input_ids']
 
 
-def encode(examples: Examples, tokenizer, max_len: int = 128) -> dict:
-  """Fixed-length arrays: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, padded.
+STYLES = ('bert', 'roberta')
 
-  Returns int32 `input_ids`, `attention_mask`, `token_type_ids` ([N, max_len],
-  types 0 for [CLS] a [SEP] and 1 for b [SEP]) and `labels` ([N]).
+
+def encode(examples: Examples, tokenizer, max_len: int = 128,
+           style: str = 'bert') -> dict:
+  """Fixed-length arrays, padded: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`
+  (style 'bert'), or RoBERTa's `<s> a </s>` and `<s> a </s></s> b </s>`
+  (style 'roberta'), the special ids the tokenizer's own.
+
+  Returns int32 `input_ids`, `attention_mask`, `token_type_ids` ([N, max_len];
+  BERT: 0 for [CLS] a [SEP] and 1 for b [SEP]; RoBERTa, which has one token
+  type: all 0) and `labels` ([N]).
   """
+  from jaxdistil.data import tokenizer as tokenizer_lib
+  if style not in STYLES:
+    raise GlueError(f'unknown encoding style {style!r}: use one of {STYLES}')
   pair = examples.text_b is not None
-  if max_len < (3 if pair else 2):
+  middle = [1] if style == 'bert' else [1, 1]     # separators between a and b
+  if max_len < (2 + len(middle) if pair else 2):
     raise GlueError(f'max_len={max_len} leaves no room for text')
-  cls, sep, pad = (tokenizer.cls_token_id, tokenizer.sep_token_id,
-                   tokenizer.pad_token_id)
+  ids_of = tokenizer_lib.special_ids(tokenizer)
+  cls, sep, pad = ids_of['cls'], ids_of['sep'], ids_of['pad']
   pieces_a = _wordpieces(tokenizer, examples.text_a)
   pieces_b = _wordpieces(tokenizer, examples.text_b) if pair else None
   n = len(pieces_a)
@@ -310,10 +321,11 @@ def encode(examples: Examples, tokenizer, max_len: int = 128) -> dict:
     a = pieces_a[i]
     if pair:
       b = pieces_b[i]
-      ka, kb = pair_lengths(len(a), len(b), max_len - 3)
-      first = [cls] + a[:ka] + [sep]
+      ka, kb = pair_lengths(len(a), len(b), max_len - 1 - len(middle) - 1)
+      first = [cls] + a[:ka] + [sep] * len(middle)
       row = first + b[:kb] + [sep]
-      types[i, len(first):len(row)] = 1
+      if style == 'bert':
+        types[i, len(first):len(row)] = 1
     else:
       row = [cls] + a[:max_len - 2] + [sep]
     ids[i, :len(row)] = row

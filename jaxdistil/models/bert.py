@@ -2,6 +2,8 @@
 
 The teacher (BERT layout: token-type embeddings) and the student (DistilBERT layout:
 no token types, no pooler, fewer layers) are two `BertConfig`s of this one code.
+RoBERTa and XLM-RoBERTa are the same encoder (`family`): one token type, and
+positions that start after the padding index.
 
 Parameter names follow the Hugging Face PyTorch names so that conversion is a table:
 `embeddings/word_embeddings/embedding` is `bert.embeddings.word_embeddings.weight`,
@@ -61,10 +63,24 @@ class BertConfig:
   layout: str = 'bert'
   # Compute dtype; parameters are always stored in float32.
   dtype: str = 'float32'
+  # The checkpoint family, for what it changes in the computation: 'bert'
+  # (BERT, DistilBERT, multilingual BERT) or 'roberta' / 'xlm-roberta', whose
+  # positions start after the padding index (see `position_offset`) and whose
+  # MLM transform is always the exact GELU.
+  family: str = 'bert'
+  # The padding token's id: RoBERTa's padding takes position `pad_token_id`.
+  pad_token_id: int = 0
 
   @property
   def head_dim(self) -> int:
     return self.hidden_size // self.num_heads
+
+  @property
+  def position_offset(self) -> int:
+    """What is added to a token's position within its sequence: 0 for BERT;
+    `pad_token_id + 1` for RoBERTa, as fairseq numbered them (padding itself
+    takes position `pad_token_id`)."""
+    return self.pad_token_id + 1 if self.family in ROBERTA_FAMILIES else 0
 
   def replace(self, **kw) -> 'BertConfig':
     return dataclasses.replace(self, **kw)
@@ -72,6 +88,8 @@ class BertConfig:
 
 ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
 LAYOUTS = ('bert', 'distilbert')
+FAMILIES = ('bert', 'roberta', 'xlm-roberta')
+ROBERTA_FAMILIES = ('roberta', 'xlm-roberta')
 
 
 def activation(name: str):
@@ -289,7 +307,8 @@ class Transform(nn.Module):
     cfg = self.cfg
     h = _dense(cfg, cfg.hidden_size, ('embed', 'mlp_head'), ('mlp_head',),
                name='dense')(x)
-    h = activation(cfg.hidden_act)(h)
+    # RoBERTa's LM head applies the exact GELU whatever `hidden_act` says.
+    h = activation('gelu' if cfg.family in ROBERTA_FAMILIES else cfg.hidden_act)(h)
     return _layer_norm(cfg, 'LayerNorm')(h.astype(jnp.float32)).astype(cfg.dtype)
 
 
@@ -331,7 +350,15 @@ class MaskedLM(nn.Module):
   @nn.compact
   def __call__(self, input_ids, attention_mask, token_type_ids, position_ids,
                segment_ids, deterministic):
-    embeddings = Embeddings(self.cfg, name='embeddings')
+    cfg = self.cfg
+    if cfg.position_offset:
+      # RoBERTa: real tokens are numbered from pad_token_id + 1, padding takes
+      # pad_token_id. HF decides what is padding by `input_ids != pad`; here the
+      # attention mask decides, which is the same on padded rows and keeps a
+      # random <pad> that masking put inside a sequence from moving positions.
+      position_ids = jnp.where(attention_mask > 0, position_ids + cfg.position_offset,
+                               cfg.pad_token_id)
+    embeddings = Embeddings(cfg, name='embeddings')
     x = embeddings(input_ids, token_type_ids, position_ids, deterministic)
     attention_bias = attention_bias_of(attention_mask, segment_ids)
     hidden_states = Encoder(self.cfg, name='encoder')(x, attention_bias,

@@ -49,9 +49,11 @@ def check_layer_map(layer_map, teacher_layers: int, student_layers: int) -> None
 
 def student_config(teacher: BertConfig, num_layers: int, **overrides) -> BertConfig:
   """The DistilBERT layout of a teacher: fewer layers, no token types, and
-  DistilBERT's dropout sites."""
+  DistilBERT's dropout sites. A RoBERTa-family student keeps BERT's dropout
+  sites, as DistilRoBERTa (a `RobertaForMaskedLM`) has them."""
+  sites = 'bert' if teacher.family != 'bert' else 'distilbert'
   return teacher.replace(num_layers=num_layers, type_vocab_size=0,
-                         layout='distilbert', **overrides)
+                         layout=sites, **overrides)
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> jax.Array:
