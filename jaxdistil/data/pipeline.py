@@ -31,8 +31,10 @@ rows in flight; the tokens stay on disk, memory-mapped.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +70,20 @@ class InputError(ValueError):
 
 def _rng(*keys: int) -> np.random.Generator:
   return np.random.default_rng([k & 0xFFFFFFFF for k in keys])
+
+
+# Pipelines with a live tf.data iterator. Whatever is still open when the
+# interpreter exits is closed by `_close_open` first, while Python can still
+# run the iterator's numpy_function callbacks: left to finalisation, the
+# iterator's prefetch threads wait on a Python that is going away, and the exit
+# stalls for minutes (or hangs).
+_OPEN: 'weakref.WeakSet[Pipeline]' = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open() -> None:
+  for pipeline in list(_OPEN):
+    pipeline.close()
 
 
 class Pipeline:
@@ -242,6 +258,7 @@ class Pipeline:
   def __next__(self) -> dict:
     if self._iterator is None:
       self._iterator = self._build()
+      _OPEN.add(self)
     out = next(self._iterator)
     self.position['batch'] += 1
     if self.position['batch'] == self.epoch_batches(self.position['epoch']):
