@@ -76,6 +76,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.max_skipped_steps = 10
 
   c.model = ml_collections.ConfigDict()
+  # The attention kernel: 'xla', 'splash' (TPU), 'cudnn' (GPU) or 'auto'
+  # (models/attention.py); per layer rematerialisation: 'none', 'dots', 'full'.
+  c.model.attention = 'xla'
+  c.model.remat = 'none'
+  c.model.pallas_interpret = False     # tests: Pallas kernels on a CPU
   # The teacher: BERT-base by default.
   c.model.teacher = ml_collections.ConfigDict(dict(
       vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12,
@@ -255,8 +260,22 @@ def flags_parser(prog: str, flag: str = 'config'):
   return parse
 
 
+def attention_kernel(c, head_dim: int, dropout: float) -> tuple[str, str | None]:
+  """(kernel, notice) of `model.attention` for a model of `head_dim` whose
+  attention dropout is `dropout` (see `models.attention.resolve`); a choice
+  that cannot run here is one ConfigError line."""
+  from jaxdistil.models import attention
+  try:
+    return attention.resolve(c.model.attention, head_dim=head_dim, dtype=c.dtype,
+                             dropout=dropout, max_len=c.max_len,
+                             interpret=c.model.pallas_interpret)
+  except attention.AttentionError as e:
+    raise ConfigError(str(e)) from None
+
+
 def teacher_config(c) -> BertConfig:
   t = c.model.teacher
+  kernel, _ = attention_kernel(c, t.hidden_size // t.num_heads, 0.0)
   return BertConfig(
       vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_layers=t.num_layers,
       num_heads=t.num_heads, intermediate_size=t.intermediate_size,
@@ -264,7 +283,9 @@ def teacher_config(c) -> BertConfig:
       type_vocab_size=t.type_vocab_size, layer_norm_eps=t.layer_norm_eps,
       hidden_act=t.hidden_act, tie_word_embeddings=t.tie_word_embeddings,
       family=t.family, pad_token_id=t.pad_token_id,
-      hidden_dropout=0.0, attention_dropout=0.0, dtype=c.dtype)
+      hidden_dropout=0.0, attention_dropout=0.0, dtype=c.dtype,
+      attention=kernel, pallas_interpret=c.model.pallas_interpret,
+      remat=c.model.remat)
 
 
 def student_config(c) -> BertConfig:
@@ -272,9 +293,12 @@ def student_config(c) -> BertConfig:
   teacher = teacher_config(c)
   sizes = {k: s[k] for k in ('hidden_size', 'num_heads', 'intermediate_size')
            if s[k] is not None}
+  hidden = sizes.get('hidden_size', teacher.hidden_size)
+  heads = sizes.get('num_heads', teacher.num_heads)
+  kernel, _ = attention_kernel(c, hidden // heads, s.attention_dropout)
   return student_init.student_config(
       teacher, s.num_layers, hidden_dropout=s.hidden_dropout,
-      attention_dropout=s.attention_dropout, **sizes)
+      attention_dropout=s.attention_dropout, attention=kernel, **sizes)
 
 
 def loss_config(c) -> losses.LossConfig:
@@ -364,6 +388,9 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
             if t.position_offset else '') + ': lower max_len')
   if t.family not in bert.FAMILIES:
     fail(f'model.teacher.family={t.family!r}: use one of {", ".join(bert.FAMILIES)}')
+  if c.model.remat not in bert.REMAT:
+    fail(f'model.remat={c.model.remat!r} is not one of {", ".join(bert.REMAT)}: '
+         f'use none, dots (keep matmul outputs) or full (recompute each layer)')
   m = c.masking
   if not 0.0 < m.mask_prob <= 1.0:
     fail(f'masking.mask_prob={m.mask_prob} must be in (0, 1] (the reference uses '

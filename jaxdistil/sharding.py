@@ -162,6 +162,18 @@ def constraints(mesh: Mesh, rules=DEFAULT_RULES + ACTIVATION_RULES):
     _ACTIVE.reset(token)
 
 
+def active():
+  """(mesh, rules) of the enclosing `constraints`, or None outside one."""
+  return _ACTIVE.get()
+
+
+def spec(shape: tuple, *logical: str | None) -> P:
+  """The PartitionSpec that `constrain` would pin an array of `shape` with
+  these logical axes to under the active mesh (for shard_map's specs)."""
+  mesh, rules = _ACTIVE.get()
+  return _spec_for(P(*logical), shape, mesh, rules)
+
+
 def constrain(x: jax.Array, *logical: str | None) -> jax.Array:
   """Sharding constraint by logical names; a no-op outside `constraints`."""
   active = _ACTIVE.get()

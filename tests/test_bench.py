@@ -136,3 +136,17 @@ def test_memory_report_shows_fsdp_sharding_the_state():
   for r in (dp, fsdp):
     assert r['total_bytes_per_device'] == (r['argument_bytes'] + r['output_bytes']
                                            - r['alias_bytes'] + r['temp_bytes'])
+
+
+def test_known_chips_have_published_bf16_peaks_and_others_are_measured():
+  from jaxdistil import flops
+  assert flops.known_peak('TPU v4', 'bfloat16') == 275e12
+  assert flops.known_peak('TPU v5 lite', 'bfloat16') == 197e12
+  assert flops.known_peak('TPU v5p', 'bfloat16') == 459e12
+  assert flops.known_peak('TPU v6 lite', 'bfloat16') == 918e12
+  assert flops.known_peak('NVIDIA A100-SXM4-80GB', 'bfloat16') == 312e12
+  assert flops.known_peak('NVIDIA H100 80GB HBM3', 'bfloat16') == 989e12
+  assert flops.known_peak('NVIDIA H100 PCIe', 'bfloat16') == 756e12
+  assert flops.known_peak('NVIDIA H200', 'bfloat16') == 989e12
+  assert flops.known_peak('NVIDIA H200', 'float32') is None     # measured
+  assert flops.known_peak('cpu', 'bfloat16') is None

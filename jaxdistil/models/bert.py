@@ -32,6 +32,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flax import struct
+
+from jaxdistil.models import attention as attention_lib
 from jaxdistil.sharding import constrain
 
 
@@ -70,6 +73,15 @@ class BertConfig:
   family: str = 'bert'
   # The padding token's id: RoBERTa's padding takes position `pad_token_id`.
   pad_token_id: int = 0
+  # The attention kernel, as `models.attention.resolve` chose it: 'xla',
+  # 'splash' (Pallas, TPU) or 'cudnn' (GPU); `pallas_interpret` runs Pallas
+  # kernels in interpret mode (tests on a CPU).
+  attention: str = 'xla'
+  pallas_interpret: bool = False
+  # What each layer keeps for the backward pass: 'none' (everything), 'dots'
+  # (the matmul outputs; the rest is recomputed) or 'full' (only the layer's
+  # input: the whole layer is recomputed).
+  remat: str = 'none'
 
   @property
   def head_dim(self) -> int:
@@ -86,6 +98,7 @@ class BertConfig:
     return dataclasses.replace(self, **kw)
 
 
+REMAT = ('none', 'dots', 'full')
 ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
 LAYOUTS = ('bert', 'distilbert')
 FAMILIES = ('bert', 'roberta', 'xlm-roberta')
@@ -209,11 +222,20 @@ class Embeddings(nn.Module):
     return self.word_embeddings.attend(x)
 
 
+@struct.dataclass
+class AttentionInputs:
+  """What a layer's attention needs of the rows: the additive bias ('xla'), or
+  the segment ids (the kernels; see `models.attention`)."""
+  bias: jax.Array | None
+  segments: jax.Array | None
+  packed: bool = struct.field(pytree_node=False, default=False)
+
+
 class SelfAttention(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, x, attention_bias, deterministic):
+  def __call__(self, x, mask: AttentionInputs, deterministic):
     cfg = self.cfg
     heads = (cfg.num_heads, cfg.head_dim)
     qkv_axes = (('embed', 'heads', 'kv'), ('heads', 'kv'))
@@ -222,9 +244,13 @@ class SelfAttention(nn.Module):
     k = constrain(_dense(cfg, heads, *qkv_axes, name='key')(x), *act)
     v = constrain(_dense(cfg, heads, *qkv_axes, name='value')(x), *act)
     q = q * jnp.asarray(cfg.head_dim ** -0.5, q.dtype)
+    if cfg.attention == 'splash':
+      return attention_lib.splash(q, k, v, mask.segments, cfg.pallas_interpret)
+    if cfg.attention == 'cudnn':
+      return attention_lib.cudnn(q, k, v, mask.segments, mask.packed)
     scores = jnp.einsum('bqhd,bkhd->bhqk', q, k,
                         preferred_element_type=jnp.float32)
-    probs = jax.nn.softmax(scores + attention_bias, axis=-1)
+    probs = jax.nn.softmax(scores + mask.bias, axis=-1)
     probs = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
     return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
 
@@ -255,8 +281,8 @@ class Attention(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, x, attention_bias, deterministic):
-    ctx = SelfAttention(self.cfg, name='self')(x, attention_bias, deterministic)
+  def __call__(self, x, mask: AttentionInputs, deterministic):
+    ctx = SelfAttention(self.cfg, name='self')(x, mask, deterministic)
     # DistilBERT has no dropout between `out_lin` and `sa_layer_norm`.
     return ResidualOutput(self.cfg, ('heads', 'kv'),
                           dropout=self.cfg.layout == 'bert', name='output')(
@@ -280,21 +306,37 @@ class Layer(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, x, attention_bias, deterministic):
-    x = Attention(self.cfg, name='attention')(x, attention_bias, deterministic)
+  def __call__(self, x, mask: AttentionInputs, deterministic):
+    x = Attention(self.cfg, name='attention')(x, mask, deterministic)
     h = Intermediate(self.cfg, name='intermediate')(x)
     x = ResidualOutput(self.cfg, ('mlp',), name='output')(h, x, deterministic)
     return constrain(x, 'act_batch', 'act_length', 'act_embed')
+
+
+REMAT_POLICIES = {
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    'full': jax.checkpoint_policies.nothing_saveable,
+}
 
 
 class Encoder(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, x, attention_bias, deterministic):
+  def __call__(self, x, mask: AttentionInputs, deterministic):
+    cfg = self.cfg
+    if cfg.remat not in REMAT:
+      raise ValueError(f'model.remat={cfg.remat!r} is not one of '
+                       f'{", ".join(REMAT)}: use none, dots or full')
+    layer = Layer
+    if cfg.remat != 'none':
+      # The same parameters under the same names; only what the backward pass
+      # finds saved changes. `deterministic` is static (argument 3: self first).
+      layer = nn.remat(Layer, policy=REMAT_POLICIES[cfg.remat],
+                       static_argnums=(3,))
     hidden_states = [x]
-    for i in range(self.cfg.num_layers):
-      x = Layer(self.cfg, name=f'layer_{i}')(x, attention_bias, deterministic)
+    for i in range(cfg.num_layers):
+      x = layer(cfg, name=f'layer_{i}')(x, mask, deterministic)
       hidden_states.append(x)
     return tuple(hidden_states)
 
@@ -360,9 +402,12 @@ class MaskedLM(nn.Module):
                                cfg.pad_token_id)
     embeddings = Embeddings(cfg, name='embeddings')
     x = embeddings(input_ids, token_type_ids, position_ids, deterministic)
-    attention_bias = attention_bias_of(attention_mask, segment_ids)
-    hidden_states = Encoder(self.cfg, name='encoder')(x, attention_bias,
-                                                      deterministic)
+    if cfg.attention == 'xla':
+      mask = AttentionInputs(attention_bias_of(attention_mask, segment_ids), None)
+    else:
+      mask = AttentionInputs(None, attention_lib.segments_of(attention_mask, segment_ids),
+                             packed=segment_ids is not None)
+    hidden_states = Encoder(self.cfg, name='encoder')(x, mask, deterministic)
     logits = Cls(self.cfg, name='cls')(hidden_states[-1], embeddings)
     return BertOutput(logits, hidden_states)
 
