@@ -241,6 +241,30 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
   return result
 
 
+def saved_bytes(cfg: bert.BertConfig, rows: int, length: int) -> int:
+  """Bytes the student's backward pass keeps from its forward (the residuals
+  of `jax.vjp`, traced with `jax.eval_shape`: nothing runs), for `rows` rows
+  of `length` tokens with dropout on. This is what `model.remat` and the
+  attention kernel change, on any backend; XLA's CPU memory analysis does not
+  show it (see BENCHMARKS.md)."""
+  params = jax.eval_shape(lambda: bert.init(cfg, jax.random.key(0)))
+  ids = jax.ShapeDtypeStruct((rows, length), np.int32)
+
+  def residuals(params, ids):
+    def loss(p):
+      out = bert.apply(cfg, p, ids, jax.numpy.ones_like(ids),
+                       dropout_rng=jax.random.key(0))
+      return out.logits.mean() + sum(h.mean() for h in out.hidden_states)
+    return jax.tree.leaves(jax.vjp(loss, params)[1])
+
+  def nbytes(s):
+    if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+      return 8 * int(np.prod(s.shape))       # a threefry key: two uint32
+    return int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
+
+  return sum(nbytes(s) for s in jax.eval_shape(residuals, params, ids))
+
+
 def memory(config) -> dict:
   """Per-device memory of the compiled step (XLA's memory analysis), compiled
   for the devices JAX sees and the config's mesh, without running it."""
@@ -260,7 +284,14 @@ def memory(config) -> dict:
       'devices': len(run.mesh.devices.flat), 'mesh': dict(run.mesh.shape),
       'dtype': config.dtype, 'batch_size': config.batch_size,
       'max_len': config.max_len, 'micro_batches': config.micro_batches,
-      'compile_s': compile_s, **memory_fit.step_bytes(compiled)}
+      'compile_s': compile_s, **memory_fit.step_bytes(compiled),
+      'attention': {'teacher': run.step_config.teacher.attention,
+                    'student': run.step_config.student.attention},
+      'remat': run.step_config.student.remat}
+  rows = config.batch_size // (config.micro_batches * run.mesh.shape['data']
+                               * run.mesh.shape['fsdp'])
+  out['student_saved_bytes_per_device'] = saved_bytes(
+      run.step_config.student, max(rows, 1), config.max_len)
   return out
 
 
@@ -314,7 +345,9 @@ def main(argv):
     gib = 2 ** 30
     print(f"mesh {result['mesh']}: per device {result['total_bytes_per_device'] / gib:.2f}"
           f" GiB (arguments {result['argument_bytes'] / gib:.2f}, temporaries "
-          f"{result['temp_bytes'] / gib:.2f}); compile {result['compile_s']:.1f} s")
+          f"{result['temp_bytes'] / gib:.2f}); compile {result['compile_s']:.1f} s; "
+          f"the student's backward keeps {result['student_saved_bytes_per_device'] / gib:.2f}"
+          f" GiB (attention {result['attention']['student']}, remat {result['remat']})")
     if _JSON.value:
       print(json.dumps(result), flush=True)
     return
