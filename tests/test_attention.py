@@ -115,7 +115,8 @@ def run(c, params, ids, mask, seg=None):
   return [np.asarray(h) for h in out.hidden_states] + [np.asarray(out.logits)]
 
 
-@pytest.mark.parametrize('rows', ['padded', 'packed'])
+@pytest.mark.parametrize('rows', [pytest.param('padded', marks=pytest.mark.slow),
+                                  'packed'])
 def test_splash_matches_xla(rows):
   xla = cfg()
   splash = xla.replace(attention='splash', pallas_interpret=True)
@@ -196,7 +197,8 @@ def test_cudnn_matches_xla_on_a_gpu():
 # ----------------------------------------------------------------------------
 # remat
 
-def test_remat_keeps_parameters_and_gradients():
+@pytest.mark.parametrize('remat', ['full', pytest.param('dots', marks=pytest.mark.slow)])
+def test_remat_keeps_parameters_and_gradients(remat):
   base = cfg(hidden_dropout=0.1, attention_dropout=0.1, num_layers=3)
   params = bert.init(base, jax.random.key(0))
   ids, mask = padded_rows()
@@ -211,9 +213,7 @@ def test_remat_keeps_parameters_and_gradients():
       return (out.logits.astype(jnp.float32) ** 2 * mask[..., None]).mean()
     return jax.jit(jax.grad(loss))(params)
 
-  want = grads('none')
-  for remat in ('dots', 'full'):
-    got = grads(remat)
-    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
-      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5,
-                                 atol=1e-7, err_msg=remat)
+  want, got = grads('none'), grads(remat)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5,
+                               atol=1e-7, err_msg=remat)

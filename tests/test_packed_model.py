@@ -130,6 +130,7 @@ def test_packed_equals_alone(layout):
   check_packed_equals_alone(cfg, random_params(cfg))
 
 
+@pytest.mark.slow
 def test_packed_equals_alone_imported_hf_teacher(tmp_path):
   torch = pytest.importorskip('torch')
   transformers = pytest.importorskip('transformers')

@@ -226,6 +226,7 @@ def test_real_gutenberg_books(name):
     assert words not in joined, words
 
 
+@pytest.mark.slow
 @needs_shared
 def test_every_shared_book_parses_without_markers_or_licence():
   assert len(BOOKS) == 113

@@ -56,6 +56,7 @@ def test_metrics_are_fetched_every_log_every_steps_not_every_step(tmp_path, fetc
   assert all(np.isfinite(r['loss']) and r['step_s'] > 0 for r in logged)
 
 
+@pytest.mark.slow
 def test_evaluations_add_one_fetch_each(tmp_path, fetches):
   w = str(tmp_path / 'w')
   train.train(config(eval_every=6, eval_batches=2), w)
