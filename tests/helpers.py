@@ -175,3 +175,16 @@ def mbert_vocab_dir(path) -> str:
     f.write('\n'.join(mbert_vocab()) + '\n')
   BertTokenizerFast(vocab, do_lower_case=False).save_pretrained(path)
   return path
+
+
+def read_shards(directory):
+  """(metadata, [sequence ids as int64]) of a prepared directory, read straight
+  from its TFRecord shards (not through the pipeline under test)."""
+  import tensorflow as tf
+  from jaxdistil.data import corpus as corpus_lib
+  meta = corpus_lib.read_metadata(directory)
+  seqs = []
+  for shard in meta['shards']:
+    for record in tf.data.TFRecordDataset(os.path.join(directory, shard['file'])):
+      seqs.append(np.frombuffer(record.numpy(), meta['dtype']).astype(np.int64))
+  return meta, seqs

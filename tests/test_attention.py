@@ -41,6 +41,13 @@ def padded_rows(seed=0, lengths=(L, 70, 101)):
   return ids, mask
 
 
+def rows_of(kind):
+  """(ids, attention mask, segment ids or None) of `kind`: padded or packed."""
+  if kind == 'padded':
+    return padded_rows() + (None,)
+  return packed_rows()
+
+
 def packed_rows(seed=1):
   ids, _ = padded_rows(seed, (L, L))
   seg = np.zeros_like(ids)
@@ -121,11 +128,7 @@ def test_splash_matches_xla(rows):
   xla = cfg()
   splash = xla.replace(attention='splash', pallas_interpret=True)
   params = bert.init(xla, jax.random.key(0))
-  if rows == 'padded':
-    ids, mask = padded_rows()
-    seg = None
-  else:
-    ids, mask, seg = packed_rows()
+  ids, mask, seg = rows_of(rows)
   real = mask.astype(bool)
   for a, b in zip(run(xla, params, ids, mask, seg), run(splash, params, ids, mask, seg)):
     err = np.abs(a - b)[real].max()
@@ -146,11 +149,7 @@ def test_splash_gradients_match_xla(rows):
   xla = cfg()
   splash = xla.replace(attention='splash', pallas_interpret=True)
   params = bert.init(xla, jax.random.key(0))
-  if rows == 'padded':
-    ids, mask = padded_rows()
-    seg = None
-  else:
-    ids, mask, seg = packed_rows()
+  ids, mask, seg = rows_of(rows)
   args = [jnp.asarray(x) for x in (ids, mask)] + [None if seg is None else jnp.asarray(seg)]
   g_xla = jax.grad(lambda p: masked_loss(xla, p, *args))(params)
   g_splash = jax.grad(lambda p: masked_loss(splash, p, *args))(params)

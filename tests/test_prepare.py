@@ -21,13 +21,7 @@ needs_shared = pytest.mark.skipif(not os.path.exists(VOCAB),
                                   reason='../shared/data is not present')
 
 
-def read_shards(directory):
-  meta = corpus_lib.read_metadata(directory)
-  seqs = []
-  for shard in meta['shards']:
-    for record in tf.data.TFRecordDataset(os.path.join(directory, shard['file'])):
-      seqs.append(np.frombuffer(record.numpy(), meta['dtype']).astype(np.int32))
-  return meta, seqs
+from helpers import read_shards  # noqa: E402,F401
 
 
 @needs_shared

@@ -30,13 +30,7 @@ needs_shared = pytest.mark.skipif(not helpers.has_shared_corpus(),
                                   reason='../shared/data is not present')
 
 
-def read_shards(directory):
-  meta = corpus_lib.read_metadata(directory)
-  seqs = []
-  for shard in meta['shards']:
-    for record in tf.data.TFRecordDataset(os.path.join(directory, shard['file'])):
-      seqs.append(np.frombuffer(record.numpy(), meta['dtype']).astype(np.int64))
-  return meta, seqs
+read_shards = helpers.read_shards
 
 
 def take(p, n):
