@@ -17,11 +17,20 @@ batch before the micro-batches run).
          the same tokens as L_ce (the reference's option, weight 0 by default).
 
 All maths is in float32 whatever the compute dtype.
+
+The three terms over the vocabulary (L_ce, L_mlm, L_mse) are computed together
+by `vocab_terms`, whose gradient is written out by hand (a `jax.custom_vjp`):
+the backward pass is one elementwise pass over the [tokens, vocabulary] logits,
+and it keeps only the two logits arrays and three per-token log-normalisers,
+where autodiff of the separate terms keeps several [tokens, vocabulary]
+intermediates (softmaxes at T and at 1) and makes a pass for each. The separate
+functions stay as the reference (tested against NumPy) and for evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +100,84 @@ def mse_logits(student_logits, teacher_logits, weights) -> SumCount:
   return _masked_sum(jnp.sum(diff * diff, axis=-1), weights)
 
 
+def _where_weighted(weights, values):
+  """values[..., v] at tokens with weight > 0, else 0 (never 0 * inf)."""
+  return jnp.where((weights > 0)[..., None], values, 0.0)
+
+
+def _vocab_forward(s, t, labels, w, temperature):
+  """Sums of the vocabulary terms, and the per-token log-normalisers."""
+  s = s.astype(jnp.float32)
+  labels = jnp.clip(labels, 0, s.shape[-1] - 1)
+  lse = jax.nn.logsumexp(s, axis=-1)
+  true = jnp.take_along_axis(s, labels[..., None], axis=-1)[..., 0]
+  sums = {'mlm': _masked_sum(lse - true, w['mlm'])[0]}
+  norms = {'lse': lse}
+  if t is not None:
+    t = t.astype(jnp.float32)
+    s_t, t_t = s / temperature, t / temperature
+    lse_s, lse_t = (jax.nn.logsumexp(x, axis=-1) for x in (s_t, t_t))
+    log_ps, log_pt = s_t - lse_s[..., None], t_t - lse_t[..., None]
+    kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
+    sums['ce'] = _masked_sum(kl, w['ce'])[0] * temperature ** 2
+    diff = s - t
+    sums['mse'] = _masked_sum(jnp.sum(diff * diff, axis=-1), w['mse'])[0]
+    norms.update(lse_s=lse_s, lse_t=lse_t)
+  return sums, norms
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _vocab_sums(s, t, labels, w, temperature, grad_terms):
+  return _vocab_forward(s, t, labels, w, temperature)[0]
+
+
+def _vocab_sums_fwd(s, t, labels, w, temperature, grad_terms):
+  sums, norms = _vocab_forward(s, t, labels, w, temperature)
+  return sums, (s, t, labels, w, norms)
+
+
+def _vocab_sums_bwd(temperature, grad_terms, res, g):
+  """d sums / d s: (softmax(s) - onehot) for L_mlm, T (softmax(s/T) -
+  softmax(t/T)) for L_ce, 2 (s - t) for L_mse; each at its own tokens."""
+  s, t, labels, w, norms = res
+  x = s.astype(jnp.float32)
+  ds = jnp.zeros_like(x)
+  coef = lambda k, scale=1.0: (g[k] * scale * w[k].astype(jnp.float32))[..., None]
+  if 'mlm' in grad_terms:
+    onehot = jnp.arange(x.shape[-1]) == jnp.clip(labels, 0, x.shape[-1] - 1)[..., None]
+    p = jnp.exp(x - norms['lse'][..., None])
+    ds += _where_weighted(w['mlm'], coef('mlm') * (p - onehot))
+  if t is not None and ('ce' in grad_terms or 'mse' in grad_terms):
+    y = t.astype(jnp.float32)
+    if 'ce' in grad_terms:
+      ps = jnp.exp(x / temperature - norms['lse_s'][..., None])
+      pt = jnp.exp(y / temperature - norms['lse_t'][..., None])
+      ds += _where_weighted(w['ce'], coef('ce', temperature) * (ps - pt))
+    if 'mse' in grad_terms:
+      ds += _where_weighted(w['mse'], coef('mse', 2.0) * (x - y))
+  zeros = lambda tree: jax.tree.map(lambda _: None, tree)
+  return ds.astype(s.dtype), None, None, zeros(w)
+
+
+_vocab_sums.defvjp(_vocab_sums_fwd, _vocab_sums_bwd)
+
+
+def vocab_terms(student_logits, teacher_logits, labels, weights: dict,
+                temperature: float, grad_terms=('ce', 'mlm', 'mse')) -> dict:
+  """(sum, count) of L_mlm and, with a teacher, L_ce and L_mse, equal to
+  `masked_lm`, `soft_cross_entropy` and `mse_logits`, with a hand-written
+  gradient with respect to the student's logits for the terms in `grad_terms`
+  (the others carry none). The teacher's logits, the labels and the weights
+  get no gradient. `weights` maps 'mlm' (and 'ce', 'mse') to [..., tokens]."""
+  names = ('mlm',) if teacher_logits is None else ('mlm', 'ce', 'mse')
+  w = {k: weights[k] for k in names}
+  if teacher_logits is not None:
+    teacher_logits = jax.lax.stop_gradient(teacher_logits)
+  sums = _vocab_sums(student_logits, teacher_logits, labels, w, float(temperature),
+                     tuple(sorted(k for k in grad_terms if k in names)))
+  return {k: (sums[k], jnp.sum(w[k].astype(jnp.float32))) for k in names}
+
+
 def token_weights(batch: dict, cfg: LossConfig) -> dict:
   """Which tokens each term averages over (depends on the batch only)."""
   real = batch['attention_mask'] > 0
@@ -112,13 +199,13 @@ def terms(student_out, teacher_out, batch: dict, cfg: LossConfig) -> dict:
   teacher terms are absent when `teacher_out` is None (teacher-free MLM training).
   """
   w = token_weights(batch, cfg)
-  out = {'mlm': masked_lm(student_out.logits, batch['labels'], w['mlm'])}
+  out = vocab_terms(student_out.logits,
+                    None if teacher_out is None else teacher_out.logits,
+                    batch['labels'], w, cfg.temperature,
+                    grad_terms=tuple(k for k in TERMS if cfg.weight(k)))
   if teacher_out is not None:
-    out['ce'] = soft_cross_entropy(student_out.logits, teacher_out.logits, w['ce'],
-                                   cfg.temperature)
     out['cos'] = cosine(student_out.hidden_states[-1],
                         teacher_out.hidden_states[-1], w['cos'])
-    out['mse'] = mse_logits(student_out.logits, teacher_out.logits, w['mse'])
   return {k: (v if cfg.weight(k) else jax.lax.stop_gradient(v))
           for k, v in out.items()}
 

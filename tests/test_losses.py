@@ -350,3 +350,87 @@ def test_hf_style_ignored_labels_and_nonfinite_padding_do_not_poison_sums():
   total, _ = losses.cosine(jnp.asarray(hidden), jnp.asarray(np.ones((1, 4, 3))),
                            jnp.asarray(weights))
   assert np.isfinite(float(total)) and abs(float(total)) < 1e-6
+
+
+# ----------------------------------------------------------------------------
+# The fused vocabulary terms: values and hand-written gradient against autodiff
+# of the separate reference functions above (each tested against NumPy).
+
+def _separate_sums(s, t, labels, w, temperature, grad_terms):
+  ref = {'mlm': losses.masked_lm(s, labels, w['mlm'])[0],
+         'ce': losses.soft_cross_entropy(s, t, w['ce'], temperature)[0],
+         'mse': losses.mse_logits(s, t, w['mse'])[0]}
+  return {k: v if k in grad_terms else jax.lax.stop_gradient(v)
+          for k, v in ref.items()}
+
+
+@pytest.mark.parametrize('temperature,restrict,grad_terms', [
+    (2.0, False, ('ce', 'mlm', 'mse')), (1.0, True, ('ce', 'mlm')),
+    (4.0, False, ('mlm',)), (2.0, False, ('ce',))])
+def test_vocab_terms_values_and_gradient_match_separate_terms(
+    temperature, restrict, grad_terms):
+  batch = make_batch()
+  cfg = losses.LossConfig(temperature=temperature, restrict_ce_to_mask=restrict)
+  w = losses.token_weights(batch, cfg)
+  s, t, _, _ = (jnp.asarray(x) for x in make_arrays())
+  labels = jnp.asarray(batch['labels'])
+  fused = losses.vocab_terms(s, t, labels, w, temperature, grad_terms)
+  ref = _separate_sums(s, t, labels, w, temperature, grad_terms)
+  for k in ('mlm', 'ce', 'mse'):
+    np.testing.assert_allclose(float(fused[k][0]), float(ref[k]), rtol=RTOL)
+    assert float(fused[k][1]) == float(jnp.sum(w[k]))
+  # A loss that mixes the terms with different cotangents, as `total` does.
+  mix = {'mlm': 0.7, 'ce': 1.9, 'mse': 0.3}
+  g_fused = jax.grad(lambda x: sum(
+      mix[k] * v[0] for k, v in losses.vocab_terms(
+          x, t, labels, w, temperature, grad_terms).items()))(s)
+  g_ref = jax.grad(lambda x: sum(
+      mix[k] * v for k, v in _separate_sums(
+          x, t, labels, w, temperature, grad_terms).items()))(s)
+  scale = float(jnp.abs(g_ref).max())
+  np.testing.assert_allclose(np.asarray(g_fused), np.asarray(g_ref),
+                             rtol=1e-5, atol=1e-6 * scale)
+  pad = batch['attention_mask'] == 0
+  assert float(jnp.abs(g_fused[pad]).max()) == 0.0
+
+
+def test_vocab_terms_without_teacher_bfloat16_and_nonfinite_padding():
+  batch = make_batch()
+  w = losses.token_weights(batch, losses.LossConfig())
+  s = make_arrays()[0]
+  s[batch['attention_mask'] == 0] = np.inf          # padding gone bad
+  labels = jnp.asarray(batch['labels'])
+  out = losses.vocab_terms(jnp.asarray(s), None, labels, w, 2.0)
+  assert set(out) == {'mlm'}
+  g = jax.grad(lambda x: losses.vocab_terms(x, None, labels, w, 2.0)['mlm'][0])(
+      jnp.asarray(s))
+  assert np.isfinite(float(out['mlm'][0])) and bool(jnp.isfinite(g).all())
+  # bfloat16 logits: float32 maths, a bfloat16 gradient equal to autodiff's.
+  sb = jnp.asarray(make_arrays()[0]).astype(jnp.bfloat16)
+  fused = jax.grad(lambda x: losses.vocab_terms(x, None, labels, w, 2.0)['mlm'][0])(sb)
+  ref = jax.grad(lambda x: losses.masked_lm(x, labels, w['mlm'])[0])(sb)
+  assert fused.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(fused, np.float32),
+                             np.asarray(ref, np.float32), rtol=1e-2, atol=1e-2)
+
+
+def test_vocab_terms_keep_fewer_residuals_than_autodiff():
+  """The fused backward keeps the two logits arrays and per-token norms; the
+  autodiff of the separate terms keeps more [tokens, vocabulary] arrays."""
+  batch = make_batch()
+  w = losses.token_weights(batch, losses.LossConfig())
+  s, t, _, _ = (jnp.asarray(x) for x in make_arrays())
+  labels = jnp.asarray(batch['labels'])
+  grad_terms = ('ce', 'mlm')
+
+  def residual_bytes(fn):
+    res = jax.eval_shape(lambda x: jax.tree.leaves(jax.vjp(fn, x)[1]), s)
+    return sum(int(np.prod(r.shape)) * r.dtype.itemsize for r in res
+               if r.shape[-1:] == (V,))
+
+  fused = residual_bytes(lambda x: sum(
+      v[0] for v in losses.vocab_terms(x, t, labels, w, 2.0, grad_terms).values()))
+  separate = residual_bytes(lambda x: sum(
+      _separate_sums(x, t, labels, w, 2.0, grad_terms).values()))
+  assert fused == 2 * s.size * 4
+  assert separate >= 3 * s.size * 4
