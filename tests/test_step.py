@@ -231,3 +231,46 @@ def test_eval_step_matches_numpy():
   got = summarize_eval(sums)
   for k, v in expected.items():
     np.testing.assert_allclose(got[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def _equations(jaxpr):
+  """Every equation of a jaxpr and of the jaxprs nested in it (jit, remat,
+  custom_vjp, scan, ...)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+        inner = getattr(sub, 'jaxpr', sub)
+        if hasattr(inner, 'eqns'):
+          yield from _equations(inner)
+
+
+def test_bfloat16_policy_as_tpus_run_it():
+  """dtype='bfloat16': every matmul of the step (teacher, student forward and
+  backward) takes bfloat16 operands; softmaxes, LayerNorm statistics, the
+  losses and the optimizer are float32 (every exp, log, max-reduction and
+  rsqrt outside the GELU); parameters, gradients and Adam's moments stay float32."""
+  import jax.numpy as jnp
+  c = tiny_config(dtype='bfloat16')
+  run = build.build(c)
+  batch = jax.device_put(batches(c, 1)[0], run.batch_sharding)
+  jaxpr = jax.make_jaxpr(run.train_step)(run.state, run.teacher_params, batch).jaxpr
+  eqns = list(_equations(jaxpr))
+  dots = [e for e in eqns if e.primitive.name == 'dot_general']
+  assert len(dots) > 20
+  for e in dots:
+    assert [v.aval.dtype for v in e.invars] == [jnp.bfloat16] * 2, e
+  fp32_only = {'exp', 'log', 'reduce_max', 'rsqrt', 'log1p', 'sqrt'}
+  # The GELUs (in `intermediate` and the MLM head's `transform`) may run in
+  # bfloat16, as on TPUs: their erf's derivative has an exp.
+  gelu = ('intermediate', 'predictions/transform')
+  checked = [e for e in eqns if e.primitive.name in fp32_only
+             and jnp.issubdtype(e.invars[0].aval.dtype, jnp.floating)
+             and not any(g in str(e.source_info.name_stack) for g in gelu)]
+  assert {e.primitive.name for e in checked} >= {'exp', 'log', 'reduce_max', 'rsqrt'}
+  for e in checked:
+    assert e.invars[0].aval.dtype == jnp.float32, e
+  out_state, _ = jax.eval_shape(run.train_step, run.state, run.teacher_params, batch)
+  for tree in (out_state.params, out_state.opt_state):
+    floats = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert floats and all(x.dtype == jnp.float32 for x in floats)

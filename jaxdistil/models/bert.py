@@ -25,6 +25,7 @@ the logical axes of every parameter, which change together.
 
 from __future__ import annotations
 
+import functools
 import dataclasses
 from typing import NamedTuple
 
@@ -250,9 +251,23 @@ class SelfAttention(nn.Module):
       return attention_lib.cudnn(q, k, v, mask.segments, mask.packed)
     scores = jnp.einsum('bqhd,bkhd->bhqk', q, k,
                         preferred_element_type=jnp.float32)
+    if q.dtype != jnp.float32:
+      # Float32 scores for the softmax, but their gradient goes back into the
+      # matmuls' dtype, so the backward's two score matmuls stay bfloat16.
+      scores = _cotangent_as(scores, q.dtype)
     probs = jax.nn.softmax(scores + mask.bias, axis=-1)
     probs = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
     return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _cotangent_as(x, dtype):
+  """The identity, whose cotangent is cast to `dtype`."""
+  return x
+
+
+_cotangent_as.defvjp(lambda x, dtype: (x, None),
+                     lambda dtype, _, g: (g.astype(dtype),))
 
 
 class ResidualOutput(nn.Module):
