@@ -21,7 +21,8 @@ All maths is in float32 whatever the compute dtype.
 The three terms over the vocabulary (L_ce, L_mlm, L_mse) are computed together
 by `vocab_terms`, whose gradient is written out by hand (a `jax.custom_vjp`):
 the backward pass is one elementwise pass over the [tokens, vocabulary] logits,
-and it keeps only the two logits arrays and three per-token log-normalisers,
+and it keeps only the student's logits, the teacher's softmax at T (its logits
+instead for L_mse) and two per-token log-normalisers,
 where autodiff of the separate terms keeps several [tokens, vocabulary]
 intermediates (softmaxes at T and at 1) and makes a pass for each. The separate
 functions stay as the reference (tested against NumPy) and for evaluation.
@@ -106,24 +107,27 @@ def _where_weighted(weights, values):
 
 
 def _vocab_forward(s, t, labels, w, temperature):
-  """Sums of the vocabulary terms, and the per-token log-normalisers."""
+  """Sums of the vocabulary terms; the per-token log-normaliser of the
+  student's logits at 1 and at T; and the teacher's softmax at T."""
   s = s.astype(jnp.float32)
   labels = jnp.clip(labels, 0, s.shape[-1] - 1)
   lse = jax.nn.logsumexp(s, axis=-1)
   true = jnp.take_along_axis(s, labels[..., None], axis=-1)[..., 0]
   sums = {'mlm': _masked_sum(lse - true, w['mlm'])[0]}
-  norms = {'lse': lse}
+  kept = {'lse': lse}
   if t is not None:
     t = t.astype(jnp.float32)
     s_t, t_t = s / temperature, t / temperature
-    lse_s, lse_t = (jax.nn.logsumexp(x, axis=-1) for x in (s_t, t_t))
-    log_ps, log_pt = s_t - lse_s[..., None], t_t - lse_t[..., None]
-    kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
+    lse_s = jax.nn.logsumexp(s_t, axis=-1)
+    log_ps = s_t - lse_s[..., None]
+    log_pt = jax.nn.log_softmax(t_t, axis=-1)
+    pt = jnp.exp(log_pt)
+    kl = jnp.sum(pt * (log_pt - log_ps), axis=-1)
     sums['ce'] = _masked_sum(kl, w['ce'])[0] * temperature ** 2
     diff = s - t
     sums['mse'] = _masked_sum(jnp.sum(diff * diff, axis=-1), w['mse'])[0]
-    norms.update(lse_s=lse_s, lse_t=lse_t)
-  return sums, norms
+    kept.update(lse_s=lse_s, pt=pt)
+  return sums, kept
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
@@ -132,29 +136,34 @@ def _vocab_sums(s, t, labels, w, temperature, grad_terms):
 
 
 def _vocab_sums_fwd(s, t, labels, w, temperature, grad_terms):
-  sums, norms = _vocab_forward(s, t, labels, w, temperature)
-  return sums, (s, t, labels, w, norms)
+  sums, kept = _vocab_forward(s, t, labels, w, temperature)
+  # Keep what the backward reads: the teacher's softmax for L_ce (computed
+  # here anyway, so the backward makes one exp pass fewer), its logits only
+  # for L_mse.
+  res = {'lse': kept['lse']}
+  if t is not None and 'ce' in grad_terms:
+    res.update(lse_s=kept['lse_s'], pt=kept['pt'])
+  if t is not None and 'mse' in grad_terms:
+    res['t'] = t
+  return sums, (s, labels, w, res)
 
 
-def _vocab_sums_bwd(temperature, grad_terms, res, g):
+def _vocab_sums_bwd(temperature, grad_terms, residuals, g):
   """d sums / d s: (softmax(s) - onehot) for L_mlm, T (softmax(s/T) -
   softmax(t/T)) for L_ce, 2 (s - t) for L_mse; each at its own tokens."""
-  s, t, labels, w, norms = res
+  s, labels, w, res = residuals
   x = s.astype(jnp.float32)
   ds = jnp.zeros_like(x)
   coef = lambda k, scale=1.0: (g[k] * scale * w[k].astype(jnp.float32))[..., None]
   if 'mlm' in grad_terms:
     onehot = jnp.arange(x.shape[-1]) == jnp.clip(labels, 0, x.shape[-1] - 1)[..., None]
-    p = jnp.exp(x - norms['lse'][..., None])
+    p = jnp.exp(x - res['lse'][..., None])
     ds += _where_weighted(w['mlm'], coef('mlm') * (p - onehot))
-  if t is not None and ('ce' in grad_terms or 'mse' in grad_terms):
-    y = t.astype(jnp.float32)
-    if 'ce' in grad_terms:
-      ps = jnp.exp(x / temperature - norms['lse_s'][..., None])
-      pt = jnp.exp(y / temperature - norms['lse_t'][..., None])
-      ds += _where_weighted(w['ce'], coef('ce', temperature) * (ps - pt))
-    if 'mse' in grad_terms:
-      ds += _where_weighted(w['mse'], coef('mse', 2.0) * (x - y))
+  if 'pt' in res:
+    ps = jnp.exp(x / temperature - res['lse_s'][..., None])
+    ds += _where_weighted(w['ce'], coef('ce', temperature) * (ps - res['pt']))
+  if 't' in res:
+    ds += _where_weighted(w['mse'], coef('mse', 2.0) * (x - res['t'].astype(jnp.float32)))
   zeros = lambda tree: jax.tree.map(lambda _: None, tree)
   return ds.astype(s.dtype), None, None, zeros(w)
 
