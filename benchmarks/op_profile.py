@@ -36,6 +36,7 @@ import collections
 import glob
 import json
 import re
+import sys
 import tempfile
 import time
 
@@ -175,7 +176,12 @@ def main(argv):
   del argv
   if _CONFIG.value is None:
     raise app.UsageError('--config=configs/<name>.py is required')
-  r = profile(_CONFIG.value.unlock(), _STEPS.value, _TOP.value)
+  from jaxdistil.config_lib import ConfigError
+  try:
+    r = profile(_CONFIG.value.unlock(), _STEPS.value, _TOP.value)
+  except ConfigError as e:
+    print(f'benchmarks.op_profile: config error: {e}', file=sys.stderr)
+    sys.exit(2)
   print(report(r), flush=True)
   if _JSON.value:
     print(json.dumps(r), flush=True)

@@ -45,3 +45,18 @@ def test_profile_of_the_tiny_step_covers_every_part():
   assert [o['thread_s'] for o in r['top_ops']] == sorted(
       [o['thread_s'] for o in r['top_ops']], reverse=True)
   assert 'teacher forward' in op_profile.report(r)
+
+
+def test_a_config_that_cannot_work_is_one_line():
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.op_profile', '--config=configs/tiny.py',
+       '--config.batch_size=3'], cwd=root, capture_output=True, text=True,
+      timeout=300)
+  assert out.returncode == 2, out.stderr
+  lines = [l for l in out.stderr.splitlines() if l.startswith('benchmarks.op_profile')]
+  assert len(lines) == 1 and 'batch_size=3' in lines[0], out.stderr
+  assert 'Traceback' not in out.stderr
