@@ -48,6 +48,7 @@ def test_profile_of_the_tiny_step_covers_every_part():
 
 
 def test_a_config_that_cannot_work_is_one_line():
+  """3 rows cannot split over 8 devices."""
   import os
   import subprocess
   import sys
@@ -55,7 +56,8 @@ def test_a_config_that_cannot_work_is_one_line():
   out = subprocess.run(
       [sys.executable, '-m', 'benchmarks.op_profile', '--config=configs/tiny.py',
        '--config.batch_size=3'], cwd=root, capture_output=True, text=True,
-      timeout=300)
+      timeout=300,
+      env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8'))
   assert out.returncode == 2, out.stderr
   lines = [l for l in out.stderr.splitlines() if l.startswith('benchmarks.op_profile')]
   assert len(lines) == 1 and 'batch_size=3' in lines[0], out.stderr
