@@ -25,8 +25,8 @@ the logical axes of every parameter, which change together.
 
 from __future__ import annotations
 
-import functools
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
