@@ -385,3 +385,41 @@ def test_cli_import_export_and_errors(bert_mlm, tmp_path):
   assert r.returncode == 2 and 'cannot reach the Hugging Face hub' in r.stderr
   assert r.stderr.strip().count('\n') == 0
   assert not os.path.exists(tmp_path / 'x')
+
+
+@pytest.mark.parametrize('layout', ['distilbert', 'bert', 'roberta'])
+def test_written_config_is_what_transformers_would_write(tmp_path, layout):
+  """config.json is written without `transformers` (whose import pulls in
+  PyTorch); loaded back, it is the config `transformers` itself builds."""
+  from jaxdistil.convert import hf_config as hf_config_lib
+  from jaxdistil.convert.hf_out import hf_config
+  cfg, _ = random_student()
+  if layout == 'roberta':
+    cfg = cfg.replace(family='roberta', pad_token_id=1, max_position_embeddings=66)
+  out = tmp_path / 'config'
+  out.mkdir()
+  (out / 'config.json').write_text(json.dumps(hf_config(cfg, layout, 3)))
+  fields = hf_config_lib.to_hf(cfg, layout, 3)
+  theirs = transformers.AutoConfig.for_model(fields.pop('model_type'), **fields)
+  ours = transformers.AutoConfig.from_pretrained(str(out))
+  assert type(ours) is type(theirs)
+  skip = {'transformers_version', '_name_or_path'}
+  a = {k: v for k, v in ours.to_dict().items() if k not in skip}
+  b = {k: v for k, v in theirs.to_dict().items() if k not in skip}
+  assert a == b
+
+
+def test_export_imports_neither_transformers_nor_torch(tmp_path):
+  code = ('import sys, jax\n'
+          'from jaxdistil import convert\n'
+          'from jaxdistil.models import bert\n'
+          'cfg = bert.BertConfig(vocab_size=40, hidden_size=16, num_layers=2, '
+          'num_heads=2, intermediate_size=32, max_position_embeddings=16, '
+          'type_vocab_size=0)\n'
+          f'convert.export(cfg, bert.init(cfg, jax.random.key(0)), {str(tmp_path / "s")!r})\n'
+          'print(sorted(m for m in ("torch", "transformers") if m in sys.modules))\n')
+  r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                     timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.strip().splitlines()[-1] == '[]'
+  assert json.loads((tmp_path / 's' / 'config.json').read_text())['n_layers'] == 2

@@ -15,6 +15,7 @@ a crash leaves either the old directory or the new one, never half of one.
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -27,11 +28,15 @@ from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
 from jaxdistil.models.bert import BertConfig
 
 
-def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None):
-  """`transformers`' own config object (every field one it expects) for `cfg`."""
-  import transformers   # config classes only: no torch needed
-  fields = hf_config_lib.to_hf(cfg, layout, pad_token_id)
-  return transformers.AutoConfig.for_model(fields.pop('model_type'), **fields)
+def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None) -> dict:
+  """The config.json `transformers` reads for `cfg` as `layout`.
+
+  Every field that shapes the model is written explicitly (`hf_config.FIELDS`),
+  so `from_pretrained` fills nothing that matters from its defaults. Written
+  without importing `transformers`, which would import PyTorch where it is
+  installed: exporting needs neither.
+  """
+  return dict(sorted(hf_config_lib.to_hf(cfg, layout, pad_token_id).items()))
 
 
 def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarray]:
@@ -79,7 +84,9 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
   config = hf_config(cfg, layout, pad_id)
   tensors = state_dict(cfg, params, layout)
   with fs.atomic_dir(output, overwrite=overwrite, error=ConvertError) as tmp:
-    config.save_pretrained(tmp)
+    with open(os.path.join(tmp, 'config.json'), 'w') as f:
+      json.dump(config, f, indent=2)
+      f.write('\n')
     save_file(tensors, os.path.join(tmp, 'model.safetensors'),
               metadata={'format': 'pt'})
     copy_tokenizer(tokenizer_dir, tmp)
