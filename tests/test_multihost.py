@@ -10,6 +10,7 @@ time limit, so a hung collective fails the test instead of hanging CI.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,33 +101,42 @@ def assert_close(a, b, what):
     np.testing.assert_allclose(a[k], b[k], rtol=RTOL, atol=1e-7, err_msg=f'{what}: {k}')
 
 
+def resumable_copy(workdir, dest, step):
+  """`workdir` as it stood when its checkpoint `step` was the latest: the
+  later checkpoints (and the finished run's export) are left out."""
+  shutil.copytree(workdir, dest, ignore=shutil.ignore_patterns('hf', 'DONE'))
+  for name in os.listdir(os.path.join(dest, 'checkpoints')):
+    if name.isdigit() and int(name) > step:
+      shutil.rmtree(os.path.join(dest, 'checkpoints', name))
+  return dest
+
+
 def test_two_processes_match_one_and_checkpoints_cross_over(tmp_path):
+  every = '--config.checkpoint_every=4'
   ref = str(tmp_path / 'ref')                  # 1 x 8, uninterrupted
-  run_single(ref, 8)
+  run_single(ref, 8, every)
   want, _ = params_at(ref, 8)
 
   two = str(tmp_path / 'two')                  # 2 x 4, uninterrupted
-  outs = run_two_processes(two)
+  outs = run_two_processes(two, every)
   assert 'jaxdistil.train: step 8' in outs[0][0]
   assert 'jaxdistil.train' not in outs[1][0]    # only process 0 prints
   got, position = params_at(two, 8)
   assert position == {'step': 8}
   assert_close(got, want, '2x4 vs 1x8')
+  assert_close(params_at(two, 4)[0], params_at(ref, 4)[0], 'step 4: 2x4 vs 1x8')
   assert not os.path.exists(os.path.join(two, 'metrics.jsonl.1'))
   with open(os.path.join(two, 'metrics.jsonl')) as f:
     assert len(f.readlines()) == 8              # one writer, process 0
 
-  # 1 x 8 stops at 4; 2 x 4 resumes it to 8.
-  a = str(tmp_path / 'a')
-  run_single(a, 8, '--config.stop_at=4')
-  run_two_processes(a)
+  # 1 x 8's checkpoint at step 4, resumed by 2 x 4 to 8.
+  a = resumable_copy(ref, str(tmp_path / 'a'), 4)
+  run_two_processes(a, every)
   assert_close(params_at(a, 8)[0], want, '1x8 -> 2x4')
 
-  # 2 x 4 stops at 4; 1 x 2 (another device count) resumes it to 8.
-  b = str(tmp_path / 'b')
-  run_two_processes(b, '--config.stop_at=4')
-  assert_close(params_at(b, 4)[0], params_at(a, 4)[0], 'step 4: 2x4 vs 1x8')
-  run_single(b, 2)
+  # 2 x 4's checkpoint at step 4, resumed by 1 x 2 (another device count).
+  b = resumable_copy(two, str(tmp_path / 'b'), 4)
+  run_single(b, 2, every)
   assert_close(params_at(b, 8)[0], want, '2x4 -> 1x2')
 
 
