@@ -261,7 +261,8 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
                glue_data: str, seeds: int, progress: bool) -> None:
   from jaxdistil.glue import run as glue_run
   from jaxdistil.glue import finetune
-  pending = [t for t in tasks if results.get('glue', name, f'{t.name}.json') is None]
+  from jaxdistil.glue.tasks import GlueError
+  pending = [t for t in tasks if seeds_stored(results, name, t.name) < seeds]
   if not pending:
     return
   bert_cfg, params, tokenizer = glue_run.default_load_model(model_path)
@@ -269,17 +270,37 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
     raise ReplicateError(f'{model_path} has no tokenizer files')
   g = plan.glue
   for task in pending:
-    log(f'glue: {name} {task.name} ({seeds} seed(s))')
+    previous = results.get('glue', name, f'{task.name}.json')
+    have = seeds_stored(results, name, task.name)
+    log(f'glue: {name} {task.name} ({seeds} seed(s)'
+        + (f', {have} stored: topping up)' if have else ')'))
     start = time.perf_counter()
-    out = finetune.run_task(
-        task, glue_data, bert_cfg, params, tokenizer, seeds=seeds,
-        epochs=g.epochs, lr=g.learning_rate, batch_size=g.batch_size,
-        max_len=g.max_len, max_train_examples=g.max_train_examples or None,
-        length_buckets=g.length_buckets, progress=progress)
-    out.update(model=name, wall_seconds=round(time.perf_counter() - start, 1),
-               machine=machine())
+    try:
+      out = finetune.run_task(
+          task, glue_data, bert_cfg, params, tokenizer, seeds=seeds,
+          epochs=g.epochs, lr=g.learning_rate, batch_size=g.batch_size,
+          max_len=g.max_len, max_train_examples=g.max_train_examples or None,
+          length_buckets=g.length_buckets, progress=progress, previous=previous)
+    except GlueError as e:
+      if previous is None:
+        raise
+      raise ReplicateError(f'{results.path("glue", name, task.name + ".json")}: '
+                           f'{e}') from None
+    wall = round(time.perf_counter() - start, 1)
+    out.update(model=name, machine=machine(),
+               wall_seconds=round(wall + (previous or {}).get('wall_seconds', 0), 1))
+    if previous:   # each session's share of the wall time, and its machine
+      out['sessions'] = previous.get('sessions', [
+          {'seeds': have, 'wall_seconds': previous.get('wall_seconds'),
+           'machine': previous.get('machine')}]) + [
+          {'seeds': seeds - have, 'wall_seconds': wall, 'machine': out['machine']}]
     results.put(out, 'glue', name, f'{task.name}.json')
     log(f'glue: {name} {task.name}: {out["score"]:.2f}')
+
+
+def seeds_stored(results: Results, name: str, task: str) -> int:
+  r = results.get('glue', name, f'{task}.json')
+  return len(r['per_seed']) if r else 0
 
 
 def run(args) -> dict:
@@ -300,8 +321,10 @@ def run(args) -> dict:
   os.makedirs(args.workdir, exist_ok=True)
 
   # What is still to do decides which models must exist on this machine.
+  glue_seeds = lambda name: (plan.glue.seeds_table1 if name in ('teacher', 'full')
+                             else plan.glue.seeds_other)
   glue_pending = lambda name: any(
-      results.get('glue', name, f'{t.name}.json') is None for t in tasks)
+      seeds_stored(results, name, t.name) < glue_seeds(name) for t in tasks)
   distil_pending = [v for v in variants if results.get('distil', f'{v}.json') is None
                     or (glue_pending(v) and not workdir_layout.is_done(
                         os.path.join(args.workdir, 'students', v)))]
@@ -325,7 +348,7 @@ def run(args) -> dict:
   glue = lambda name, path, seeds: glue_stage(
       results, plan, name, path, tasks, args.glue_data, seeds,
       not args.no_progress)
-  glue('teacher', teacher, plan.glue.seeds_table1)
+  glue('teacher', teacher, glue_seeds('teacher'))
   for v in variants:
     workdir = os.path.join(args.workdir, 'students', v)
     if v in distil_pending:
@@ -334,7 +357,7 @@ def run(args) -> dict:
       summary = train_stage(results, v, c, workdir, command,
                             {'variant': v, 'teacher': teacher})
       results.put(summary, 'distil', f'{v}.json')
-    glue(v, workdir, plan.glue.seeds_table1 if v == 'full' else plan.glue.seeds_other)
+    glue(v, workdir, glue_seeds(v))
 
   # ---- report ---------------------------------------------------------------
   report = tables(results, plan, [t.name for t in tasks])
@@ -358,9 +381,13 @@ def tables(results: Results, plan, tasks) -> str:
     return glue_metrics.macro_score(report.task_scores(
         {t: r for t, r in glue_results(results, name, tasks).items() if r}))
 
-  seeds = lambda name: (plan.glue.seeds_table1 if name in ('teacher', 'full')
-                        else plan.glue.seeds_other)
-  rows = {f'{TABLE1_NAMES[n]} ({seeds(n)} seed{"s" if seeds(n) > 1 else ""})':
+  def seeds(name):   # as run: the stored seeds per task, a range if they differ
+    counts = sorted({len(r['per_seed']) for r in glue_results(results, name, tasks)
+                     .values() if r}) or [0]
+    n = str(counts[0]) if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'
+    return f'{n} seed' + ('' if n == '1' else 's')
+
+  rows = {f'{TABLE1_NAMES[n]} ({seeds(n)})':
           {t: r for t, r in glue_results(results, n, tasks).items() if r}
           for n in ('teacher', 'full', 'mlm_only')}
   out = ['## Table 1: GLUE dev (median over seeds)', '', report.table1(rows), '']
@@ -368,13 +395,22 @@ def tables(results: Results, plan, tasks) -> str:
   out.append(f'Student / teacher macro-score: {100 * student / teacher:.1f}% '
              f'(paper: 97%); student - MLM-only baseline: '
              f'{student - baseline:+.2f} points.')
-  out += ['', '## Table 4: ablations (GLUE macro-score, 1 seed unless stated)', '',
-          '| Ablation | Score | Variation | Paper |', '|---|---|---|---|']
+  out += ['', '## Table 4: ablations (GLUE macro-score, median over seeds)', '',
+          '| Ablation | Score | Variation | Paper | Seeds |', '|---|---|---|---|---|']
+  partial = []
   for v in ('full', 'no_ce', 'no_cos', 'no_mlm', 'random_init'):
-    score = macro(v)
-    delta = '-' if v == 'full' else f'{score - student:+.2f}'
+    score, have = macro(v), [t for t, r in glue_results(results, v, tasks).items() if r]
     paper = '-' if v == 'full' else f'{PAPER_TABLE4[v]:+.2f}'
-    out.append(f'| {v} | {score:.2f} | {delta} | {paper} |')
+    if not have:
+      out.append(f'| {v} | - | - | {paper} | 0 |')
+      continue
+    if len(have) < len(tasks):
+      partial.append(f'{v}: mean over {", ".join(have)} only')
+    delta = '-' if v == 'full' else f'{score - student:+.2f}'
+    out.append(f'| {v} | {score:.2f}{"*" if len(have) < len(tasks) else ""} | '
+               f'{delta} | {paper} | {seeds(v).split()[0]} |')
+  if partial:
+    out += ['', '\\* Not every task has run yet: ' + '; '.join(partial) + '.']
   out += ['', '## Held-out masked LM (the same masked batches for every model)', '',
           '| Model | MLM accuracy | KL to teacher | Steps | Real tokens | Train time |',
           '|---|---|---|---|---|---|']

@@ -484,3 +484,38 @@ def test_a_tokenizer_larger_than_the_model_vocabulary_is_one_line(tok, tmp_path)
     finetune.run_task('STS-B', str(tmp_path), cfg, params, tok, max_steps=1,
                       progress=False)
   assert '\n' not in str(e.value)
+
+
+@needs_data
+def test_more_seeds_top_up_a_stored_result_as_if_run_at_once(tok, tmp_path):
+  # A top-up keeps the stored seeds and runs the rest on the same training
+  # subset (drawn by the first seed), so it equals running them all at once.
+  write_stsb(str(tmp_path), 96, 32)
+  cfg, params = tiny_bert(len(tok))
+  run = functools.partial(finetune.run_task, 'STS-B', str(tmp_path), cfg, params,
+                          tok, max_len=16, max_steps=4, lr=3e-3, batch_size=16,
+                          max_train_examples=64, progress=False)
+  at_once = json.loads(json.dumps(run(seeds=2)))     # as stored on disk
+  one = json.loads(json.dumps(run(seeds=1)))
+  assert one['per_seed'] == at_once['per_seed'][:1]
+  topped = run(seeds=2, previous=one)
+  assert [r['seed'] for r in topped['per_seed']] == [0, 1]
+  assert topped['per_seed'][0] is one['per_seed'][0]        # kept, not rerun
+  np.testing.assert_allclose(topped['per_seed'][1]['score'],
+                             at_once['per_seed'][1]['score'], rtol=1e-6)
+  assert topped['score'] == pytest.approx(at_once['score'], rel=1e-6)
+  assert topped['num_train'] == 64 and topped['config'] == at_once['config']
+  assert run(seeds=2, previous=at_once)['per_seed'] == at_once['per_seed']  # nothing to do
+
+  # What cannot be topped up is refused in one line naming the difference.
+  with pytest.raises(GlueError, match=r"learning_rate 0.003 -> 0.001\); top them up "
+                                      r"with the same settings") as e:
+    finetune.run_task('STS-B', str(tmp_path), cfg, params, tok, max_len=16,
+                      max_steps=4, lr=1e-3, batch_size=16, max_train_examples=64,
+                      seeds=2, progress=False, previous=one)
+  assert '\n' not in str(e.value)
+  with pytest.raises(GlueError, match="is for 'STS-B', not MRPC"):
+    finetune.run_task('MRPC', str(tmp_path), cfg, params, tok, previous=one,
+                      progress=False)
+  with pytest.raises(GlueError, match=r'stored seeds are \[0\], not 5, 6'):
+    run(seeds=2, seed=5, previous=one)

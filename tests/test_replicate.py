@@ -170,7 +170,8 @@ def test_tables_compute_the_macro_score_retention_and_deltas(tmp_path):
             'random_init': (5.0, 80.0, 70.0, 56.0)}
   for name, s in scores.items():
     for task, score in zip(TASKS, s):
-      results.put(fake_task(task, score, 3), 'glue', name, f'{task}.json')
+      n = 1 if name == 'no_ce' or (name == 'no_cos' and task == 'WNLI') else 3
+      results.put(fake_task(task, score, n), 'glue', name, f'{task}.json')
   for name in ['teacher'] + list(plan.variants):
     results.put({'steps': 400, 'real_tokens': 1000, 'train_seconds': 60.0,
                  'heldout': {'eval/mlm_accuracy': 0.25, 'eval/kl_to_teacher': 0.5}},
@@ -182,6 +183,10 @@ def test_tables_compute_the_macro_score_retention_and_deltas(tmp_path):
   for v in ('no_ce', 'no_cos', 'no_mlm', 'random_init'):
     assert f'| {v} | {macro[v]:.2f} | {macro[v] - macro["full"]:+.2f} | ' in text
   assert '| random_init |' in text and '-3.69' in text
+  # Seeds as run, read from the results: a range where the tasks differ.
+  assert f'| no_ce | {macro["no_ce"]:.2f} | ' in text and '| -2.96 | 1 |' in text
+  assert '| -1.46 | 1-3 |' in text and '| -3.69 | 3 |' in text
+  assert 'Teacher (3 seeds)' in text and '(1 seed)' not in text
   assert text.count('| 0.2500 | 0.5000 | 400 |') == 7
 
 
@@ -278,6 +283,22 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   again = cli(*args)
   assert again.returncode == 0 and 'training in' not in again.stderr
   assert again.stdout.strip() == table
+
+  # More seeds for table 1's rows: the stored seeds are kept and only the new
+  # one runs, with no training.
+  before = json.loads((res / 'glue' / 'full' / 'MRPC.json').read_text())
+  more = cli(*args, '--config.glue.seeds_table1=3')
+  assert more.returncode == 0, more.stderr[-3000:]
+  assert 'training in' not in more.stderr
+  assert more.stderr.count('stored: topping up') == 4    # teacher, full x 2 tasks
+  after = json.loads((res / 'glue' / 'full' / 'MRPC.json').read_text())
+  assert after['per_seed'][:2] == before['per_seed']
+  assert [r['seed'] for r in after['per_seed']] == [0, 1, 2]
+  assert [s['seeds'] for s in after['sessions']] == [2, 1]
+  assert after['score'] == np.median([r['score'] for r in after['per_seed']])
+  assert 'Teacher (3 seeds)' in more.stdout and '| full |' in more.stdout
+  assert len(json.loads((res / 'glue' / 'no_ce' / 'MRPC.json').read_text())
+             ['per_seed']) == 1
 
   # A fresh machine (no workdir) where one student's GLUE is missing: only the
   # teacher's head and that student are trained again.

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from typing import Callable, NamedTuple, Sequence
 
@@ -535,7 +536,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
              tokenizer, *, seeds: int = 1, epochs: float = 3.0,
              lr: float = 2e-5, batch_size: int = 32, max_len: int = 128,
              max_steps: int | None = None, seed: int = 0, source: str = 'tsv',
-             progress: bool = True, **overrides) -> dict:
+             progress: bool = True, previous: dict | None = None,
+             **overrides) -> dict:
   """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
 
   `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
@@ -548,6 +550,10 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   'steps', 'padding_fraction'}], 'num_train', 'num_dev', 'skipped_rows',
   'buckets' (the padded lengths), 'padding_fraction' ({'train', 'eval'}: mean
   over seeds of padding tokens / all tokens of the batches run), 'config'}.
+
+  `previous`, an earlier result of this call with fewer seeds and the same
+  settings, tops it up: its seeds are kept as they are, only the missing ones
+  run, and the medians are over all of them.
   """
   task = task if isinstance(task, Task) else get_task(task)
   if seeds < 1:
@@ -555,11 +561,14 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   cfg = FinetuneConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs,
                        max_len=max_len, max_steps=max_steps, **overrides)
   bucket_lengths(cfg.max_len, cfg.length_buckets)  # malformed: fail before reading
+  settings = {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}
+  kept = stored_seeds(task, previous, settings, seed) if previous else []
   task_data = load_task_data(task, data_dir, tokenizer, cfg,
                              bert_config.vocab_size, source, seed,
                              bert_config.family)
-  per_seed = finetune_seeds(task, bert_config, encoder_params, task_data, cfg,
-                            [seed + i for i in range(seeds)], progress)
+  todo = [seed + i for i in range(len(kept), seeds)]
+  per_seed = kept + (finetune_seeds(task, bert_config, encoder_params, task_data,
+                                    cfg, todo, progress) if todo else [])
   return {'task': task.name, **summarize(task, per_seed), 'per_seed': per_seed,
           'num_train': int(len(task_data.train['labels'])),
           'num_dev': {k: int(len(v['labels'])) for k, v in task_data.dev.items()},
@@ -568,4 +577,26 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
           'padding_fraction': {
               k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
               for k in ('train', 'eval')},
-          'config': {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}}
+          'config': settings}
+
+
+def stored_seeds(task: Task, previous: dict, settings: dict, seed: int) -> list:
+  """The per-seed results of `previous` that a top-up keeps; refuses a result
+  of another task, other settings or other seeds, naming what differs."""
+  if previous.get('task') != task.name:
+    raise GlueError(f'the stored result is for {previous.get("task")!r}, not '
+                    f'{task.name}: it cannot be topped up with more seeds')
+  as_json = lambda d: json.loads(json.dumps(d))
+  was, now = as_json(previous.get('config', {})), as_json(settings)
+  differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+  if differ:
+    changes = ', '.join(f'{k} {was.get(k)!r} -> {now.get(k)!r}' for k in differ)
+    raise GlueError(f'{task.name}: the stored seeds were run with other settings '
+                    f'({changes}); top them up with the same settings, or remove '
+                    f'the stored result to start over')
+  kept = list(previous.get('per_seed', []))
+  if [r.get('seed') for r in kept] != [seed + i for i in range(len(kept))]:
+    raise GlueError(f'{task.name}: the stored seeds are '
+                    f'{[r.get("seed") for r in kept]}, not {seed}, {seed + 1}, ...: '
+                    f'top them up with the same --seed')
+  return kept
