@@ -271,7 +271,7 @@ def glue_stage(results: Results, plan, name: str, model_path: str, tasks,
   g = plan.glue
   for task in pending:
     previous = results.get('glue', name, f'{task.name}.json')
-    have = seeds_stored(results, name, task.name)
+    have = len(previous['per_seed']) if previous else 0
     log(f'glue: {name} {task.name} ({seeds} seed(s)'
         + (f', {have} stored: topping up)' if have else ')'))
     start = time.perf_counter()
@@ -377,18 +377,19 @@ def tables(results: Results, plan, tasks) -> str:
   from jaxdistil.glue import metrics as glue_metrics
   from jaxdistil.glue import report
 
+  names = ('teacher', 'mlm_only', 'full', 'no_ce', 'no_cos', 'no_mlm', 'random_init')
+  got = {n: {t: r for t, r in glue_results(results, n, tasks).items() if r}
+         for n in names}   # each model's finished tasks, read once
+
   def macro(name):
-    return glue_metrics.macro_score(report.task_scores(
-        {t: r for t, r in glue_results(results, name, tasks).items() if r}))
+    return glue_metrics.macro_score(report.task_scores(got[name]))
 
   def seeds(name):   # as run: the stored seeds per task, a range if they differ
-    counts = sorted({len(r['per_seed']) for r in glue_results(results, name, tasks)
-                     .values() if r}) or [0]
+    counts = sorted({len(r['per_seed']) for r in got[name].values()}) or [0]
     n = str(counts[0]) if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'
     return f'{n} seed' + ('' if n == '1' else 's')
 
-  rows = {f'{TABLE1_NAMES[n]} ({seeds(n)})':
-          {t: r for t, r in glue_results(results, n, tasks).items() if r}
+  rows = {f'{TABLE1_NAMES[n]} ({seeds(n)})': got[n]
           for n in ('teacher', 'full', 'mlm_only')}
   out = ['## Table 1: GLUE dev (median over seeds)', '', report.table1(rows), '']
   teacher, student, baseline = macro('teacher'), macro('full'), macro('mlm_only')
@@ -399,7 +400,7 @@ def tables(results: Results, plan, tasks) -> str:
           '| Ablation | Score | Variation | Paper | Seeds |', '|---|---|---|---|---|']
   partial = []
   for v in ('full', 'no_ce', 'no_cos', 'no_mlm', 'random_init'):
-    score, have = macro(v), [t for t, r in glue_results(results, v, tasks).items() if r]
+    score, have = macro(v), list(got[v])
     paper = '-' if v == 'full' else f'{PAPER_TABLE4[v]:+.2f}'
     if not have:
       out.append(f'| {v} | - | - | {paper} | 0 |')
