@@ -1,11 +1,13 @@
 """Installs like a release: a wheel, installed into a fresh venv, runs the quick
 start and the shipped configs from a directory that is not the checkout."""
 
+import fnmatch
 import glob
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -23,17 +25,39 @@ def _can_build_without_isolation() -> bool:
   return (major, minor) >= (70, 1)      # bdist_wheel without the wheel package
 
 
+# Skipped at the top of the copy only: the checkout's own run folders and build
+# outputs. A pattern applied at every level would also drop package modules
+# (shutil.ignore_patterns('workdir*') once left jaxdistil/workdir.py out).
+TOP_LEVEL_SKIPPED = ('.git', '.venv', 'build', 'dist', 'results', '.pytest_cache')
+TOP_LEVEL_PATTERNS = ('workdir*', '*.egg-info')
+
+
+def _ignore_at_top(src: str, names: list[str]) -> set[str]:
+  skipped = {n for n in names if n == '__pycache__'}
+  if os.path.samefile(src, ROOT):
+    skipped |= {n for n in names if n in TOP_LEVEL_SKIPPED or
+                any(fnmatch.fnmatch(n, p) for p in TOP_LEVEL_PATTERNS)}
+  return skipped
+
+
+def _site_dirs() -> list[str]:
+  """The site-packages folders of the interpreter running the tests (a CI
+  venv, a conda env, the system Python: whichever holds jax and the rest)."""
+  dirs = []
+  for p in sys.path:
+    if (os.path.basename(p) in ('site-packages', 'dist-packages')
+        and os.path.isdir(p) and p not in dirs):
+      dirs.append(p)
+  return dirs
+
+
 @pytest.fixture(scope='module')
-def venv(tmp_path_factory):
-  """A venv over this interpreter's packages (jax, tf, ...: nothing to
-  download) with the jaxdistil wheel installed into it, shadowing any editable
-  install of the checkout."""
-  root = tmp_path_factory.mktemp('install')
-  # Built from a copy: an in-tree build leaves build/ in the checkout.
+def wheel(tmp_path_factory):
+  """The jaxdistil wheel, built from a copy of the checkout (an in-tree build
+  leaves build/ in it)."""
+  root = tmp_path_factory.mktemp('wheel')
   source = root / 'source'
-  shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-      '.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__', 'results',
-      'workdir*', '.pytest_cache'))
+  shutil.copytree(ROOT, source, ignore=_ignore_at_top)
   dist = root / 'dist'
   cmd = [sys.executable, '-m', 'pip', 'wheel', str(source), '--no-deps', '-q',
          '-w', str(dist)]
@@ -43,17 +67,77 @@ def venv(tmp_path_factory):
   assert r.returncode == 0, r.stderr[-2000:]
   wheels = glob.glob(str(dist / 'jaxdistil-*.whl'))
   assert len(wheels) == 1, wheels
+  return wheels[0]
+
+
+@pytest.fixture(scope='module')
+def venv(wheel, tmp_path_factory):
+  """A fresh venv with the jaxdistil wheel installed into it. It sees the
+  packages of the environment running the tests (jax, tf, ...: nothing to
+  download) through a .pth file, not through the system interpreter, which
+  may have none of them. Plain folder lines in a .pth are appended to
+  sys.path after the venv's own site-packages, and .pth files inside them are
+  not run, so an editable install of the checkout there stays inactive and the
+  wheel is what imports."""
+  root = tmp_path_factory.mktemp('install')
   env_dir = root / 'venv'
-  subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages',
-                  str(env_dir)], check=True, timeout=300)
+  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(env_dir)],
+                 check=True, timeout=300)
   python = str(env_dir / 'bin' / 'python')
+  r = subprocess.run([python, '-c', 'import sysconfig; '
+                      'print(sysconfig.get_paths()["purelib"])'],
+                     capture_output=True, text=True, check=True, timeout=60)
+  site_packages = r.stdout.strip()
+  with open(os.path.join(site_packages, '_outer_environment.pth'), 'w') as f:
+    f.write('\n'.join(_site_dirs()) + '\n')
+  # The outer pip (through the .pth) installs into this venv: no download.
   r = subprocess.run([python, '-m', 'pip', 'install', '-q', '--no-deps',
-                      '--no-index', wheels[0]], capture_output=True, text=True,
+                      '--no-index', wheel], capture_output=True, text=True,
                      timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
   elsewhere = root / 'elsewhere'
   elsewhere.mkdir()
   return python, str(elsewhere), str(env_dir)
+
+
+def _source_files() -> set[str]:
+  """Every file the wheel must carry, as its path inside the wheel: the
+  package's modules and data, and configs/ as jaxdistil/configs."""
+  out = set()
+  for top, inside in (('jaxdistil', 'jaxdistil'), ('configs', 'jaxdistil/configs')):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):
+      dirnames[:] = [d for d in dirnames if d != '__pycache__']
+      rel = os.path.relpath(dirpath, os.path.join(ROOT, top))
+      for f in filenames:
+        if f.endswith('.pyc'):
+          continue
+        path = os.path.normpath(os.path.join(inside, rel, f))
+        out.add(path)
+  return out
+
+
+def test_the_wheel_holds_every_module_and_data_file_of_the_source(wheel):
+  with zipfile.ZipFile(wheel) as z:
+    in_wheel = {n for n in z.namelist() if not n.split('/')[0].endswith(
+        ('.dist-info', '.data'))}
+  wanted = _source_files()
+  # Files that are not Python and not package data are not shipped (none now).
+  wanted = {f for f in wanted if f.endswith('.py') or '/quickstart_data/' in f}
+  assert any(f.endswith('jaxdistil/workdir.py') for f in wanted)
+  missing = sorted(wanted - in_wheel)
+  assert not missing, f'the wheel lacks {missing}'
+  extra = sorted(f for f in in_wheel - wanted if f.endswith('.py'))
+  assert not extra, f'the wheel has modules the source does not: {extra}'
+
+
+def test_the_copy_skips_only_top_level_run_folders(tmp_path):
+  (tmp_path / 'pkg').mkdir()
+  assert _ignore_at_top(str(tmp_path / 'pkg'),
+                        ['workdir.py', 'results', 'build', '__pycache__']) == {
+                            '__pycache__'}
+  top = _ignore_at_top(ROOT, ['workdir_a', 'results', 'jaxdistil', 'x.egg-info',
+                              '.git', 'setup.cfg'])
+  assert top == {'workdir_a', 'results', 'x.egg-info', '.git'}
 
 
 def run(python, cwd, *args, timeout=600):
