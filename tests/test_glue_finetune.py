@@ -43,11 +43,16 @@ def tiny_bert(vocab_size, type_vocab_size=2, seed=0, num_layers=2):
 
 
 def test_distilbert_and_bert_heads_match_numpy():
-  cfg, _ = tiny_bert(100)
+  cfg, _ = tiny_bert(100, type_vocab_size=0)
   rng = np.random.default_rng(0)
   x = rng.standard_normal((5, 32)).astype(np.float32)
   head = jax.device_get(heads.init_head(cfg, 3, jax.random.key(1)))
   assert set(head) == {'pre_classifier', 'classifier'}
+  # BERT's layout (token types) without a pooler gets a fresh one, as
+  # BertForSequenceClassification made from a BertForMaskedLM does.
+  with_types, _ = tiny_bert(100)
+  assert set(heads.init_head(with_types, 3, jax.random.key(1))) == {
+      'pooler', 'classifier'}
   assert head['classifier']['kernel'].shape == (32, 3)
   pre = np.maximum(x @ head['pre_classifier']['kernel'] + head['pre_classifier']['bias'], 0)
   want = pre @ head['classifier']['kernel'] + head['classifier']['bias']

@@ -13,10 +13,11 @@ DOC = """python -m jaxdistil.convert import --hf=DIR_OR_ID --output=DIR [--init_
 python -m jaxdistil.convert export --checkpoint=DIR --output=DIR [--layout=...]
 
 import: an HF BERT, DistilBERT, RoBERTa or XLM-RoBERTa checkpoint -> a jaxdistil
-model directory.
+model directory. A `*ForSequenceClassification` keeps its head and labels.
 export: a train workdir (its latest checkpoint), a jaxdistil model directory or
 an HF directory -> an HF directory (DistilBertForMaskedLM, BertForMaskedLM,
-RobertaForMaskedLM or XLMRobertaForMaskedLM)."""
+RobertaForMaskedLM or XLMRobertaForMaskedLM; a classifier as the layout's
+*ForSequenceClassification, with its label names)."""
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -60,17 +61,24 @@ def main(argv=None) -> int:
       m = import_hf(args.hf, init_missing_head=args.init_missing_head)
       tok = m.tokenizer_dir
       save_model(args.output, m.config, m.params, m.layout, source=args.hf,
-                 tokenizer_dir=tok, pooler=m.pooler, fresh_head=m.fresh_head)
+                 tokenizer_dir=tok, pooler=m.pooler, fresh_head=m.fresh_head,
+                 head=m.head, classifier=m.classifier)
       c = m.config
-      print(f'jaxdistil.convert: {args.hf} ({m.layout}, {c.num_layers} layers, '
+      kind = (f'{m.classifier.num_labels}-output classifier, '
+              if m.classifier else '')
+      print(f'jaxdistil.convert: {args.hf} ({kind}{m.layout}, {c.num_layers} layers, '
             f'hidden {c.hidden_size}, vocab {c.vocab_size}) -> {args.output}'
             + ('' if tok else ' (no tokenizer files found: pass one to train)'))
     else:
       m = load_model(args.checkpoint)
       tok = args.tokenizer or m.tokenizer_dir
-      layout = export(m.config, m.params, args.output, args.layout, tok)
+      layout = export(m.config, m.params, args.output, args.layout, tok,
+                      head=m.head, classifier=m.classifier)
+      from jaxdistil.convert import names
+      arch = (names.CLASSIFIER_ARCHITECTURE if m.head is not None
+              else hf_config.ARCHITECTURE)[layout]
       print(f'jaxdistil.convert: {m.source or args.checkpoint} -> {args.output} '
-            f'({hf_config.ARCHITECTURE[layout]})'
+            f'({arch})'
             + ('' if tok else '; no tokenizer files were available to copy'))
   except (cli.UsageError, ConvertError, ValueError, OSError) as e:
     print(f'jaxdistil.convert: {e}', file=sys.stderr)

@@ -21,6 +21,7 @@ import sys
 import jax
 import numpy as np
 
+from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.convert import hf_config, names
 from jaxdistil.convert.hf_files import (ConvertError, Tensors, has_tokenizer,
                                         read_config, resolve)
@@ -82,17 +83,22 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   """
   directory = resolve(name_or_dir)
   config_path = os.path.join(directory, 'config.json')
-  layout, cfg = hf_config.to_ours(read_config(directory), config_path)
+  hf = read_config(directory)
+  layout, cfg = hf_config.to_ours(hf, config_path)
   tensors = Tensors(directory)
+  head_names = classifier_lib.head_names(layout)
 
   # Normalise every name; sort into expected, ignored and unexpected.
   by_name: dict[str, str] = {}
-  pooler_names = {}
+  pooler_names, head_found = {}, {}
   unexpected, duplicates = [], []
   for raw in tensors.names():
     name = _canonical(raw, layout)
     if name in POOLER:
       pooler_names[name] = raw
+      continue
+    if name in head_names:          # a sequence-classification head
+      head_found[name] = raw
       continue
     if _ignored(name, layout, cfg):
       continue
@@ -122,8 +128,12 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
   missing_head = [e for e in missing if e.head]
   head_entries = [e for e in wanted if e.head]
   fresh_head = False
+  is_classifier = bool(head_found)
+  if is_classifier and set(head_found) != head_names:
+    raise ConvertError(f'{directory}: the classifier head is incomplete: missing '
+                       f'{", ".join(sorted(head_names - set(head_found)))}')
   if missing_head and len(missing_head) == len(head_entries):
-    if not init_missing_head:
+    if not (init_missing_head or is_classifier):
       raise MissingHeadError(
           f'{directory} has no masked-LM head (a bare encoder such as BertModel '
           f'or RobertaModel): '
@@ -135,9 +145,10 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
       wanted = names.entries(layout, cfg)
     wanted = [e for e in wanted if not e.head]
     missing = [e for e in missing if not e.head]
-    warnings.append(f'{directory} has no masked-LM head: initialised a fresh '
-                    f'transform and bias, decoder tied to the word embeddings; '
-                    f'train or fine-tune before trusting its MLM outputs')
+    if not is_classifier:   # a classifier needs none: nothing to warn about
+      warnings.append(f'{directory} has no masked-LM head: initialised a fresh '
+                      f'transform and bias, decoder tied to the word embeddings; '
+                      f'train or fine-tune before trusting its MLM outputs')
   if missing or unexpected:
     parts = []
     if missing:
@@ -195,9 +206,16 @@ def import_hf(name_or_dir: str, init_missing_head: bool = False,
     w = np.asarray(tensors.get(pooler_names['pooler.dense.weight']), np.float32)
     b = np.asarray(tensors.get(pooler_names['pooler.dense.bias']), np.float32)
     pooler = {'dense': {'kernel': np.ascontiguousarray(w.T), 'bias': b}}
+  head = info = None
+  if is_classifier:
+    head = classifier_lib.read_head(
+        layout, lambda n: tensors.get(head_found[n]), pooler, directory,
+        cfg.hidden_size)
+    info = classifier_lib.info_from_hf(hf, classifier_lib.num_outputs(head),
+                                       config_path)
   for w in warnings:
     print(f'jaxdistil: warning: {w}', file=sys.stderr)
   return Loaded(config=cfg, params=params, layout=layout,
                 tokenizer_dir=directory if has_tokenizer(directory) else None,
                 pooler=pooler, source=name_or_dir, kind='hf', fresh_head=fresh_head,
-                warnings=warnings)
+                warnings=warnings, head=head, classifier=info)

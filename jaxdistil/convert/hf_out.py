@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from jaxdistil import fs
+from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.convert import hf_config as hf_config_lib
 from jaxdistil.convert import names
 from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
@@ -39,8 +40,12 @@ def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None) -> 
   return dict(sorted(hf_config_lib.to_hf(cfg, layout, pad_token_id).items()))
 
 
-def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarray]:
-  """Our params as a PyTorch-named dict of float32 numpy arrays."""
+def state_dict(cfg: BertConfig, params: dict, layout: str,
+               mlm_head: bool = True) -> dict[str, np.ndarray]:
+  """Our params as a PyTorch-named dict of float32 numpy arrays; without
+  the masked-LM head when `mlm_head` is False (a classifier's encoder)."""
+  if not mlm_head:
+    params = {k: v for k, v in params.items() if k != 'cls'}
   flat = {tuple(str(k.key) for k in path): x for path, x in
           jax.tree_util.tree_leaves_with_path(params)}
   prefix = names.PREFIX[layout]
@@ -49,7 +54,7 @@ def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarr
     flat[('embeddings', 'token_type_embeddings', 'embedding')] = np.zeros(
         (types, cfg.hidden_size), np.float32)
     cfg = cfg.replace(type_vocab_size=types)
-  entries = names.entries(layout, cfg)
+  entries = [e for e in names.entries(layout, cfg) if mlm_head or not e.head]
   want = {e.ours for e in entries}
   if set(flat) != want:
     missing = sorted('/'.join(p) for p in want - set(flat))
@@ -60,19 +65,26 @@ def state_dict(cfg: BertConfig, params: dict, layout: str) -> dict[str, np.ndarr
   for e in entries:
     name = e.hf if e.head and e.hf.startswith(names.HEAD_ROOTS) else prefix + e.hf
     out[name] = names.to_hf(e, np.asarray(jax.device_get(flat[e.ours]), np.float32))
-  if layout == 'bert' and not cfg.tie_word_embeddings:
+  if mlm_head and layout == 'bert' and not cfg.tie_word_embeddings:
     out['cls.predictions.decoder.bias'] = out['cls.predictions.bias'].copy()
   return out
 
 
 def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None,
-           tokenizer_dir: str | None = None, overwrite: bool = False) -> str:
+           tokenizer_dir: str | None = None, overwrite: bool = False,
+           head: dict | None = None, classifier=None) -> str:
   """Write an HF directory at `output`; returns the layout written.
 
-  An existing non-empty `output` is refused unless `overwrite` (then replaced
-  whole, only after the new one is complete).
+  With a classifier `head` (`glue.heads`' tree) and its `classifier`
+  (`convert.classifier.ClassifierInfo`), the directory is the layout's
+  `*ForSequenceClassification` (encoder and head, no masked-LM head), which
+  `AutoModelForSequenceClassification` and `pipeline('text-classification')`
+  load with the label names. An existing non-empty `output` is refused unless
+  `overwrite` (then replaced whole, only after the new one is complete).
   """
   from safetensors.numpy import save_file
+  if layout is None and head is not None and cfg.family == 'bert':
+    layout = names.head_layout(head)     # BERT's pooler head, or DistilBERT's
   layout = layout or hf_config_lib.default_layout(cfg)
   output = os.path.abspath(output)
   if not overwrite:
@@ -82,7 +94,17 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
   pad_id = (_pad_id(tokenizer_dir) if tokenizer_dir and cfg.family == 'bert'
             else None)
   config = hf_config(cfg, layout, pad_id)
-  tensors = state_dict(cfg, params, layout)
+  tensors = state_dict(cfg, params, layout, mlm_head=head is None)
+  if head is not None:
+    if classifier is None:
+      raise ConvertError('a classifier head needs its labels to be exported')
+    if classifier_lib.num_outputs(head) != classifier.num_labels:
+      raise ConvertError(f'the head has {classifier_lib.num_outputs(head)} '
+                         f'outputs but {classifier.num_labels} labels are named')
+    tensors.update(classifier_lib.head_tensors(layout, head))
+    config.update(classifier_lib.hf_fields(classifier),
+                  architectures=[names.CLASSIFIER_ARCHITECTURE[layout]])
+    config = dict(sorted(config.items()))
   with fs.atomic_dir(output, overwrite=overwrite, error=ConvertError) as tmp:
     with open(os.path.join(tmp, 'config.json'), 'w') as f:
       json.dump(config, f, indent=2)

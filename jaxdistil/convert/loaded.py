@@ -18,3 +18,7 @@ class Loaded:
   kind: str = ''                       # 'hf', 'model_dir' or 'workdir'
   fresh_head: bool = False             # an initialised, untrained MLM head
   warnings: list = dataclasses.field(default_factory=list)
+  # A sequence classifier's head (`glue.heads`' tree, BERT's pooler inside)
+  # and what its outputs mean (`convert.classifier.ClassifierInfo`).
+  head: dict | None = None
+  classifier: object | None = None

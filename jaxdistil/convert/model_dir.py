@@ -7,6 +7,8 @@ given as a checkpoint is) holds
                             "layout": "bert" | "distilbert", "source": ...}
     params/                orbax checkpoint of the params tree (float32)
     pooler.npz             BERT's pooler, when the source had one (GLUE uses it)
+    head.npz               a sequence classifier's head (`glue.heads`' tree,
+                           flattened with '/'), its labels under "classifier"
     vocab.txt, ...         the tokenizer files
 
 `load_model(path)` reads any of: such a directory; a `train` workdir (the
@@ -26,6 +28,7 @@ import numpy as np
 
 from jaxdistil import fs, workdir
 from jaxdistil.convert import hf_in
+from jaxdistil.convert.classifier import ClassifierInfo
 from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
 from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
@@ -59,10 +62,12 @@ def _abstract(cfg: BertConfig, shardings=None):
 
 def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
                source: str = '', tokenizer_dir: str | None = None,
-               pooler: dict | None = None, fresh_head: bool = False) -> None:
+               pooler: dict | None = None, fresh_head: bool = False,
+               head: dict | None = None, classifier=None) -> None:
   """Write a model directory (beside `output`, then renamed into place).
   `fresh_head` records that the MLM head was initialised at import, not
-  trained, so that nothing takes its outputs as a teacher's."""
+  trained, so that nothing takes its outputs as a teacher's. A classifier's
+  `head` is kept with its labels (`classifier`, a `ClassifierInfo`)."""
   import orbax.checkpoint as ocp
   with fs.atomic_dir(output, error=ConvertError) as tmp:
     ckpt = ocp.StandardCheckpointer()
@@ -76,6 +81,11 @@ def save_model(output: str, cfg: BertConfig, params: dict, layout: str,
             'config': config_to_dict(cfg)}
     if fresh_head:
       meta['fresh_head'] = True
+    if head is not None:
+      flat = {'/'.join(str(k.key) for k in path): np.asarray(x, np.float32)
+              for path, x in jax.tree_util.tree_leaves_with_path(head)}
+      np.savez(os.path.join(tmp, 'head.npz'), **flat)
+      meta['classifier'] = classifier.to_dict()
     with open(os.path.join(tmp, MODEL_FILE), 'w') as f:
       json.dump(meta, f, indent=2)
 
@@ -117,10 +127,21 @@ def read_model_dir(path: str, shardings_for: Callable | None = None) -> Loaded:
   if os.path.isfile(os.path.join(path, 'pooler.npz')):
     with np.load(os.path.join(path, 'pooler.npz')) as z:
       pooler = {'dense': {'kernel': z['kernel'], 'bias': z['bias']}}
+  head = info = None
+  if meta.get('classifier') is not None:
+    head = {}
+    with np.load(os.path.join(path, 'head.npz')) as z:
+      for key in z.files:
+        node = head
+        *parents, leaf = key.split('/')
+        for k in parents:
+          node = node.setdefault(k, {})
+        node[leaf] = z[key]
+    info = ClassifierInfo.from_dict(meta['classifier'])
   return Loaded(cfg, params, meta.get('layout', 'bert'),
                 path if has_tokenizer(path) else None, pooler,
                 meta.get('source', ''), 'model_dir',
-                bool(meta.get('fresh_head', False)))
+                bool(meta.get('fresh_head', False)), head=head, classifier=info)
 
 
 def read_workdir(path: str, shardings_for: Callable | None = None,

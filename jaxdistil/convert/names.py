@@ -166,3 +166,41 @@ def to_hf(entry: Entry, array: np.ndarray) -> np.ndarray:
   if entry.split is None:
     return np.ascontiguousarray(array.reshape(shape))
   return np.ascontiguousarray(array.reshape(shape[::-1]).T)
+
+
+# ----------------------------------------------------------------------------
+# Sequence-classification heads (`*ForSequenceClassification`), named as HF
+# names them at the checkpoint's root. Our head tree is `glue.heads`'s: BERT's
+# pooler and `classifier`; DistilBERT's `pre_classifier` and `classifier`;
+# RoBERTa's (and XLM-R's) `dense` and `out_proj` (HF's `classifier.dense`,
+# `classifier.out_proj`).
+
+CLASSIFIER_ARCHITECTURE = {
+    'bert': 'BertForSequenceClassification',
+    'distilbert': 'DistilBertForSequenceClassification',
+    'roberta': 'RobertaForSequenceClassification',
+    'xlm-roberta': 'XLMRobertaForSequenceClassification'}
+
+
+def classifier_entries(layout: str) -> list[Entry]:
+  """The head's tensors for `layout`, paths inside our head tree. BERT's
+  pooler sits inside the encoder (`bert.pooler.dense`); it is given here
+  with its prefix."""
+  if layout == 'bert':
+    return (_dense(('pooler', 'dense'), 'bert.pooler.dense')
+            + _dense(('classifier',), 'classifier'))
+  if layout == 'distilbert':
+    return (_dense(('pre_classifier',), 'pre_classifier')
+            + _dense(('classifier',), 'classifier'))
+  if layout in ('roberta', 'xlm-roberta'):
+    return (_dense(('dense',), 'classifier.dense')
+            + _dense(('out_proj',), 'classifier.out_proj'))
+  raise ValueError(f'unknown layout {layout!r}')
+
+
+def head_layout(head: dict) -> str:
+  """Which layout family a head tree was made for: 'bert' (pooler),
+  'distilbert' (pre_classifier) or 'roberta' (dense/out_proj)."""
+  if 'out_proj' in head:
+    return 'roberta'
+  return 'bert' if 'pooler' in head else 'distilbert'

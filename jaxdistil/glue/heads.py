@@ -34,14 +34,18 @@ def _linear(rng, cfg: bert.BertConfig, n_in: int, n_out: int) -> dict:
 def init_head(cfg: bert.BertConfig, num_outputs: int, rng,
               pooler: dict | None = None) -> dict:
   """Head parameters for `cfg`'s layout; BERT's pooler is kept (and
-  fine-tuned) when given."""
+  fine-tuned) when given. A model with token types (BERT's layout: it can only
+  be written as `BertForSequenceClassification`) but no pooler, such as a
+  `BertForMaskedLM`, gets a fresh pooler, as `transformers` gives it."""
   hidden = cfg.hidden_size
   k_pre, k_cls = jax.random.split(rng)
   if cfg.family in bert.ROBERTA_FAMILIES:
     return {'dense': _linear(k_pre, cfg, hidden, hidden),
             'out_proj': _linear(k_cls, cfg, hidden, num_outputs)}
   head = {'classifier': _linear(k_cls, cfg, hidden, num_outputs)}
-  if pooler is not None:
+  if pooler is None and cfg.type_vocab_size:
+    head['pooler'] = {'dense': _linear(k_pre, cfg, hidden, hidden)}
+  elif pooler is not None:
     head['pooler'] = {'dense': {k: jnp.asarray(pooler['dense'][k], jnp.float32)
                                 for k in ('kernel', 'bias')}}
   else:
