@@ -188,3 +188,37 @@ def read_shards(directory):
     for record in tf.data.TFRecordDataset(os.path.join(directory, shard['file'])):
       seqs.append(np.frombuffer(record.numpy(), meta['dtype']).astype(np.int64))
   return meta, seqs
+
+
+def write_stsb(folder, n_train, n_dev, seed=0):
+  """STS-B's layout (10 columns, header) with a learnable score: how many
+  times 'sun' appears in sentence1 (0 to 5)."""
+  rng = np.random.default_rng(seed)
+  words = 'cat dog man woman car road tree house river city'.split()
+  head = ('index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t'
+          'sentence1\tsentence2\tscore')
+  for split, n in (('train', n_train), ('dev', n_dev)):
+    rows = [head]
+    for i in range(n):
+      k = int(rng.integers(0, 6))
+      a = list(rng.choice(words, 5 - k)) + ['sun'] * k
+      rng.shuffle(a)
+      rows.append('\t'.join([str(i), 'main-captions', 'MSRvid', '2012test',
+                             f'{i:04d}', 'none', 'none', ' '.join(a) + '.',
+                             ' '.join(rng.choice(words, 4)) + '.', f'{k:.3f}']))
+    path = os.path.join(folder, 'STS-B', f'{split}.tsv')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+      f.write('\n'.join(rows) + '\n')
+
+
+def glue_subset(source: str, folder: str, task: str, n_train: int, n_dev: int):
+  """The first rows of a real glue_data task (its header kept) in `folder`."""
+  for split, n in (('train', n_train), ('dev', n_dev)):
+    with open(os.path.join(source, task, f'{split}.tsv'), encoding='utf-8') as f:
+      lines = f.read().split('\n')
+    header = 0 if task == 'CoLA' else 1
+    os.makedirs(os.path.join(folder, task), exist_ok=True)
+    with open(os.path.join(folder, task, f'{split}.tsv'), 'w',
+              encoding='utf-8') as f:
+      f.write('\n'.join(lines[:header + n]) + '\n')

@@ -20,6 +20,7 @@ from jaxdistil.glue import data, finetune, tasks
 from jaxdistil.glue.tasks import GlueError
 from jaxdistil.models import bert
 from test_glue_data import mnli_lines
+from helpers import write_stsb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE = os.path.join(ROOT, '..', 'shared', 'data', 'glue')
@@ -335,28 +336,6 @@ def test_tiny_model_learns_sst2_beyond_the_majority_class(tok):
   assert acc > majority + 0.1, (acc, majority)
   assert result['score'] == pytest.approx(100 * acc)
   assert result['per_seed'][0]['steps'] == 150
-
-
-def write_stsb(folder, n_train, n_dev, seed=0):
-  """STS-B's layout (10 columns, header) with a learnable score: how many
-  times 'sun' appears in sentence1 (0 to 5)."""
-  rng = np.random.default_rng(seed)
-  words = 'cat dog man woman car road tree house river city'.split()
-  head = ('index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t'
-          'sentence1\tsentence2\tscore')
-  for split, n in (('train', n_train), ('dev', n_dev)):
-    rows = [head]
-    for i in range(n):
-      k = int(rng.integers(0, 6))
-      a = list(rng.choice(words, 5 - k)) + ['sun'] * k
-      rng.shuffle(a)
-      rows.append('\t'.join([str(i), 'main-captions', 'MSRvid', '2012test',
-                             f'{i:04d}', 'none', 'none', ' '.join(a) + '.',
-                             ' '.join(rng.choice(words, 4)) + '.', f'{k:.3f}']))
-    path = os.path.join(folder, 'STS-B', f'{split}.tsv')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-      f.write('\n'.join(rows) + '\n')
 
 
 @needs_data

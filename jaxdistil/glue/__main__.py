@@ -3,6 +3,10 @@
     python -m jaxdistil.glue --model=DIR --task=all --data_dir=glue_data \
         [--seeds=5] [--output=results/student.json]
     python -m jaxdistil.glue --model=DIR --task=tfds:glue/sst2 --data_dir=~/tfds
+    python -m jaxdistil.glue --model=DIR --task=SST-2 --data_dir=glue_data \
+        --seeds=3 --save=models/sst2          # a Hugging Face classifier
+    python -m jaxdistil.glue --model=HF_CLASSIFIER --task=SST-2 \
+        --data_dir=glue_data --eval_only      # score its own head
 
 `--task` is one task (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI), a
 comma-separated list, `all` (every task whose files are in `--data_dir`), or
@@ -11,6 +15,12 @@ does the same for names and `all`). `--output` gets the JSON results and, next
 to it (`.md`), the markdown table. Each task's JSON has `padding_fraction`
 ({'train', 'eval'}: padding tokens over all tokens of the batches run, which
 length buckets keep low; `--no_length_buckets` pads everything to --max_len).
+`--save=DIR` (one task) writes the median seed's fine-tuned model as the
+layout's `*ForSequenceClassification` with the task's label names, which
+`AutoModelForSequenceClassification` and `pipeline('text-classification')`
+load. `--eval_only` scores a classifier's own head (an HF classifier or one
+saved here); its labels are matched to the task's by name (LABEL_0, LABEL_1,
+... are taken in order, with a notice).
 Errors are one line on stderr, exit code 2.
 """
 
@@ -53,6 +63,12 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('name', None, 'row name (default: model dir)', **d)
   flags.DEFINE_string('output', None, 'JSON results (+ .md table)', **d)
   flags.DEFINE_bool('no_progress', False, 'no progress bars', **d)
+  flags.DEFINE_string('save', None, 'one task: write the fine-tuned model of the '
+                      'median seed here, as a Hugging Face '
+                      '*ForSequenceClassification folder (must be new or empty)',
+                      **d)
+  flags.DEFINE_bool('eval_only', False, "score the model's own classifier head "
+                    'on the dev split(s), without training', **d)
 
 
 def main(argv: Sequence[str] | None = None,

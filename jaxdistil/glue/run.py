@@ -49,8 +49,9 @@ def resolve_tasks(task_arg: str, data_dir: str | None, source: str):
   return tasks, source
 
 
-def default_load_model(path: str):
-  """`jaxdistil.convert.load_model(path)`, unpacked by `unpack_loaded`."""
+def load_loaded(path: str):
+  """`jaxdistil.convert.load_model(path)` (a `convert.Loaded`), its errors
+  as one-line `GlueError`s."""
   try:
     from jaxdistil.convert import load_model
   except ImportError as e:
@@ -58,11 +59,15 @@ def default_load_model(path: str):
                     f'available ({e})') from None
   try:
     # The MLM head is not used by GLUE: a BertModel checkpoint without one is fine.
-    loaded = load_model(path, init_missing_head=True)
+    return load_model(path, init_missing_head=True)
   except ValueError as e:   # ConvertError, TokenizerError: one-line messages
     raise GlueError(f'cannot load model {path!r}: '
                     f'{(str(e).splitlines() or [""])[0]}') from None
-  return unpack_loaded(loaded)
+
+
+def default_load_model(path: str):
+  """`jaxdistil.convert.load_model(path)`, unpacked by `unpack_loaded`."""
+  return unpack_loaded(load_loaded(path))
 
 
 def unpack_loaded(loaded):
@@ -86,31 +91,73 @@ def load_tokenizer(name_or_dir: str):
     raise GlueError(str(e).splitlines()[0]) from None
 
 
+def check_outputs(args, tasks) -> None:
+  """--save and --eval_only, refused before any work where they cannot run."""
+  save = getattr(args, 'save', None)
+  if save:
+    from jaxdistil import fs
+    if len(tasks) != 1:
+      raise GlueError(f'--save keeps one fine-tuned model: give one --task, not '
+                      f'{len(tasks)} ({", ".join(t.name for t in tasks)})')
+    if getattr(args, 'eval_only', False):
+      raise GlueError('--save with --eval_only: nothing is trained to save; '
+                      'export the model with `python -m jaxdistil.convert export`')
+    fs.refuse_nonempty(os.path.abspath(os.path.expanduser(save)), '--save',
+                       error=GlueError)
+
+
 def evaluate(args, load_model: Callable | None = None) -> dict:
   """Every task of `args` (the command's flags) for `args.model`: the summary
-  with per-task results, the macro-score and the table-1 row."""
+  with per-task results, the macro-score and the table-1 row.
+
+  With `args.eval_only`, each task is scored by the model's own classifier
+  head without training; with `args.save` (one task), the median seed's
+  fine-tuned model is written there as a Hugging Face classifier."""
   tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
+  check_outputs(args, tasks)
   from jaxdistil.glue import finetune   # jax and the model: import late
-  bert_cfg, params, tokenizer = (load_model or default_load_model)(args.model)
+  loaded = None
+  if load_model is None:
+    loaded = load_loaded(args.model)
+    bert_cfg, params, tokenizer = unpack_loaded(loaded)
+  else:
+    bert_cfg, params, tokenizer = load_model(args.model)
   if args.tokenizer:
     tokenizer = load_tokenizer(args.tokenizer)
   if tokenizer is None:
     raise GlueError(f'{args.model} has no tokenizer files (vocab.txt or '
                     f'tokenizer.json): pass --tokenizer=DIR')
+  eval_only = getattr(args, 'eval_only', False)
+  if eval_only and getattr(loaded, 'head', None) is None:
+    raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
+                    f'{args.model} has none: fine-tune it (drop --eval_only)')
   results = {}
   for task in tasks:
-    results[task.name] = finetune.run_task(
-        task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
-        source=source, progress=not args.no_progress,
-        max_train_examples=args.max_train_examples,
-        length_buckets=not args.no_length_buckets)
+    if eval_only:
+      from jaxdistil.glue import scoring
+      results[task.name] = scoring.score_classifier(
+          task, args.data_dir, bert_cfg, params, loaded.head, loaded.classifier,
+          tokenizer, max_len=args.max_len, source=source, where=args.model,
+          length_buckets=not args.no_length_buckets)
+    else:
+      results[task.name] = finetune.run_task(
+          task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
+          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+          max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
+          source=source, progress=not args.no_progress,
+          max_train_examples=args.max_train_examples,
+          length_buckets=not args.no_length_buckets,
+          keep_best=bool(getattr(args, 'save', None)))
+    best = results[task.name].pop('_best', None)
+    if best is not None:
+      results[task.name]['saved'] = save_classifier(
+          args.save, task, bert_cfg, best, loaded, args.tokenizer)
     padding = results[task.name]['padding_fraction']
+    train_padding = ('no training' if padding['train'] is None
+                     else f'{padding["train"]:.0%} of train tokens')
     print(f'{task.name}: {results[task.name]["score"]:.2f} '
-          f'{results[task.name]["metrics"]} (padding: {padding["train"]:.0%} '
-          f'of train tokens, {padding["eval"]:.0%} of dev)', file=sys.stderr,
-          flush=True)
+          f'{results[task.name]["metrics"]} (padding: {train_padding}, '
+          f'{padding["eval"]:.0%} of dev)', file=sys.stderr, flush=True)
   name = args.name or os.path.basename(os.path.normpath(args.model))
   scores = report.task_scores(results)
   return {'name': name, 'model': args.model, 'source': source,
@@ -119,6 +166,29 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
           'tasks': results,
           'table1_row': report.table1_row(name, results)}
+
+
+def save_classifier(output: str, task, bert_cfg, best: dict, loaded,
+                    tokenizer_dir: str | None) -> dict:
+  """Write the fine-tuned model of `best` ({'seed', 'params'}) as a Hugging
+  Face `*ForSequenceClassification` folder with the task's label names."""
+  from jaxdistil.convert import export
+  from jaxdistil.convert.classifier import ClassifierInfo, REGRESSION, SINGLE_LABEL
+  from jaxdistil.convert.hf_files import ConvertError
+  from jaxdistil.glue import labels
+  info = ClassifierInfo(labels.label_names(task),
+                        REGRESSION if task.is_regression else SINGLE_LABEL,
+                        task.name)
+  tok = tokenizer_dir or getattr(loaded, 'tokenizer_dir', None)
+  try:
+    layout = export(bert_cfg, best['params']['encoder'], output,
+                    tokenizer_dir=tok, head=best['params']['head'],
+                    classifier=info)
+  except ConvertError as e:
+    raise GlueError(f'cannot save the model to {output}: {e}') from None
+  print(f'jaxdistil.glue: saved seed {best["seed"]} (the median score) to '
+        f'{output} ({layout} classifier)', file=sys.stderr, flush=True)
+  return {'path': output, 'seed': best['seed'], 'layout': layout}
 
 
 def write_outputs(summary: dict, output: str | None) -> str:
