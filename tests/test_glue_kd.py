@@ -270,3 +270,18 @@ def test_bad_settings_are_one_line(args, flag):
   assert '\n' not in message and message.startswith(flag)
   assert ('> 0' if flag == '--kd_temperature' else '[0, 1]') in message
   kd.check_settings(2.0, 0.0, 1.0)     # the edges are fine
+
+
+def test_losses_run_under_jit_as_the_train_step_will():
+  import functools
+  s, t, labels = batch()
+  w = np.array([1, 1, 1, 1, 1, 1, 0], np.float32)
+  lw = np.array([1, 0, 1, 0, 1, 0, 1], np.float32)
+  loss = functools.partial(kd.task_loss, regression=False, temperature=2.0,
+                           alpha=0.7)
+  eager, parts = loss(s, t, labels, w, lw)
+  jitted, jparts = jax.jit(loss)(s, t, labels, w, lw)
+  want = np_classification(s, t, labels, w, lw, 2.0, 0.7)
+  np.testing.assert_allclose(float(jitted), want[0], **TOL)
+  np.testing.assert_allclose(float(jitted), float(eager), **TOL)
+  assert set(jparts) == set(parts) == {'kd', 'ce'}
