@@ -7,6 +7,8 @@
         --seeds=3 --save=models/sst2          # a Hugging Face classifier
     python -m jaxdistil.glue --model=HF_CLASSIFIER --task=SST-2 \
         --data_dir=glue_data --eval_only      # score its own head
+    python -m jaxdistil.glue --model=STUDENT --teacher=HF_CLASSIFIER \
+        --task=SST-2 --data_dir=glue_data --workdir=runs/kd --save=models/small
 
 `--task` is one task (CoLA, SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE, WNLI), a
 comma-separated list, `all` (every task whose files are in `--data_dir`), or
@@ -21,6 +23,10 @@ layout's `*ForSequenceClassification` with the task's label names, which
 load. `--eval_only` scores a classifier's own head (an HF classifier or one
 saved here); its labels are matched to the task's by name (LABEL_0, LABEL_1,
 ... are taken in order, with a notice).
+`--teacher=DIR` distils a fine-tuned classifier into --model while it is
+fine-tuned (`glue.kd`): alpha*T^2*KL(teacher || student at T) + (1-alpha)*CE
+for classes, beta*MSE(teacher) + (1-beta)*MSE(label) for STS-B. The teacher
+tokenizes the text itself; its logits are computed once (cached in --workdir).
 Errors are one line on stderr, exit code 2.
 """
 
@@ -66,6 +72,21 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('save', None, 'one task: write the fine-tuned model of the '
                       'median seed here, as a Hugging Face '
                       '*ForSequenceClassification folder (must be new or empty)',
+                      **d)
+  flags.DEFINE_string('teacher', None, 'one task: a classifier fine-tuned on it '
+                      '(HF or ours) that the model is distilled from while it '
+                      'is fine-tuned', **d)
+  flags.DEFINE_float('kd_temperature', 2.0, 'with --teacher: the softmax '
+                     'temperature T', **d)
+  flags.DEFINE_float('kd_alpha', 0.5, 'with --teacher: weight of alpha*T^2*KL '
+                     'against (1-alpha)*CE on the labels', **d)
+  flags.DEFINE_float('kd_beta', 0.5, "with --teacher on a regression: weight "
+                     "of the MSE to the teacher's score against the label's", **d)
+  flags.DEFINE_string('transfer_set', None, 'with --teacher: a folder of '
+                      'unlabelled examples (glue.augment) the teacher labels',
+                      **d)
+  flags.DEFINE_string('workdir', None, "with --teacher: where the teacher's "
+                      'logits are cached, keyed by the teacher and the data',
                       **d)
   flags.DEFINE_bool('eval_only', False, "score the model's own classifier head "
                     'on the dev split(s), without training', **d)

@@ -51,7 +51,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxdistil import optim, sharding
 from jaxdistil.glue import data as glue_data
-from jaxdistil.glue import heads
+from jaxdistil.glue import heads, kd
 from jaxdistil.glue.batching import (  # noqa: F401  (the batch plan, re-exported)
     Batch, _batch, bucket_lengths, bucket_of, epoch_batches, eval_padding_fraction,
     eval_plan, padding_fraction, steps_per_epoch, token_counts, total_steps,
@@ -79,6 +79,22 @@ class FinetuneConfig:
   max_train_examples: int | None = None   # random subset of train (smoke runs)
   length_buckets: bool | tuple = True     # False: pad to max_len; or lengths
   mesh: tuple = (('data', -1),)           # {'data': d, 'fsdp': f, 'tensor': t}
+  # Task distillation (`glue.kd`), on when a teacher's logits are given: T,
+  # the teacher's weight against the labels (alpha: classes; beta: a score).
+  distill: bool = False
+  kd_temperature: float = kd.TEMPERATURE
+  kd_alpha: float = kd.ALPHA
+  kd_beta: float = kd.BETA
+
+  def settings(self) -> dict:
+    """The settings a result records (and a top-up compares); the
+    distillation ones only when distilling, so that results of plain
+    fine-tuning read the same as before they existed."""
+    out = {**dataclasses.asdict(self), 'mesh': dict(self.mesh)}
+    if not self.distill:
+      for k in ('distill', 'kd_temperature', 'kd_alpha', 'kd_beta'):
+        del out[k]
+    return out
 
   def optim_config(self) -> optim.OptimConfig:
     return optim.OptimConfig(
@@ -112,13 +128,21 @@ def loss_fn(logits, labels, weights, regression: bool):
 
 
 def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
-               batch, key, step):
-  """One AdamW step; pure (dropout keyed on (key, step))."""
+               batch, key, step, distill: tuple | None = None):
+  """One AdamW step; pure (dropout keyed on (key, step)). With `distill`
+  (T, alpha, beta), the loss is `kd.task_loss` against the batch's
+  'teacher_logits', the labels weighted by its 'label_weights'."""
   rng = jax.random.fold_in(key, step)
 
   def loss_of(p):
     logits = forward(cfg, p, rest, batch, head_dropout, rng)
-    return loss_fn(logits, batch['labels'], batch['weights'], regression)
+    if distill is None:
+      return loss_fn(logits, batch['labels'], batch['weights'], regression)
+    temperature, alpha, beta = distill
+    total, _ = kd.task_loss(logits, batch['teacher_logits'], batch['labels'],
+                            batch['weights'], batch['label_weights'], regression,
+                            temperature=temperature, alpha=alpha, beta=beta)
+    return total
 
   loss, grads = jax.value_and_grad(loss_of)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
@@ -173,6 +197,7 @@ class TaskData:
   train: dict                       # encoded arrays
   dev: dict                         # split name -> encoded arrays
   skipped: int
+  train_examples: glue_data.Examples | None = None   # the texts of `train`
 
 
 def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
@@ -201,7 +226,7 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
     raise GlueError(f'the tokenizer gives token id {top} but the model has '
                     f'{vocab_size} embeddings: tokenizer and model do not match')
   train_arrays = encoded.pop(glue_data.TRAIN)
-  return TaskData(train_arrays, encoded, skipped)
+  return TaskData(train_arrays, encoded, skipped, train)
 
 
 def predict_logits(predict, params, rest, arrays: dict, batch_size: int, mesh,
@@ -260,9 +285,11 @@ def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
                                         template, mesh)
   rest_sh = jax.tree.map(lambda _: replicated, rest)
   batch_sh = sharding.batch_sharding(mesh)
+  distill = ((cfg.kd_temperature, cfg.kd_alpha, cfg.kd_beta) if cfg.distill
+             else None)
   step = jax.jit(
       functools.partial(train_step, bert_cfg, tx, task.is_regression,
-                        cfg.head_dropout),
+                        cfg.head_dropout, distill=distill),
       in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
       out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
   predict = jax.jit(functools.partial(predict_step, bert_cfg),
@@ -377,7 +404,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
              lr: float = 2e-5, batch_size: int = 32, max_len: int = 128,
              max_steps: int | None = None, seed: int = 0, source: str = 'tsv',
              progress: bool = True, previous: dict | None = None,
-             keep_best: bool = False, **overrides) -> dict:
+             keep_best: bool = False, teacher=None, transfer=None,
+             **overrides) -> dict:
   """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
 
   `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
@@ -395,6 +423,12 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   settings, tops it up: its seeds are kept as they are, only the missing ones
   run, and the medians are over all of them.
 
+  `teacher(examples, split) -> [N, outputs]` (logits in the task's class
+  order) turns on task distillation (`kd`; T, alpha and beta as
+  `kd_temperature`, `kd_alpha`, `kd_beta`): its logits for every training
+  row are computed once, before the seeds run. `transfer` (`glue.data.Examples`,
+  labels unused) adds unlabelled rows that the teacher alone teaches.
+
   `keep_best` adds '_best': {'seed', 'params'}, the fine-tuned model of the
   median seed (`median_seed`) among the seeds run now, for saving; pop it
   before writing the result as JSON.
@@ -402,14 +436,21 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   task = task if isinstance(task, Task) else get_task(task)
   if seeds < 1:
     raise GlueError(f'seeds={seeds}: at least one run is needed')
+  if transfer is not None and teacher is None:
+    raise GlueError('a transfer set is labelled by a teacher: give --teacher too')
   cfg = FinetuneConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs,
-                       max_len=max_len, max_steps=max_steps, **overrides)
+                       max_len=max_len, max_steps=max_steps,
+                       distill=teacher is not None, **overrides)
+  kd.check_settings(cfg.kd_temperature, cfg.kd_alpha, cfg.kd_beta)
   bucket_lengths(cfg.max_len, cfg.length_buckets)  # malformed: fail before reading
-  settings = {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}
+  settings = cfg.settings()
   kept = stored_seeds(task, previous, settings, seed) if previous else []
   task_data = load_task_data(task, data_dir, tokenizer, cfg,
                              bert_config.vocab_size, source, seed,
                              bert_config.family)
+  if teacher is not None:
+    task_data = with_teacher(task_data, teacher, transfer, tokenizer, cfg,
+                             bert_config)
   todo = [seed + i for i in range(len(kept), seeds)]
   ran = (finetune_seeds(task, bert_config, encoder_params, task_data, cfg, todo,
                         progress, keep_params=keep_best) if todo else [])
@@ -428,6 +469,31 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
               k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
               for k in ('train', 'eval')},
           'config': settings, **best}
+
+
+def with_teacher(task_data: TaskData, teacher, transfer, tokenizer,
+                 cfg: FinetuneConfig, bert_cfg: bert.BertConfig) -> TaskData:
+  """The training rows with the teacher's logits ('teacher_logits') and
+  'label_weights' (1 for labelled rows, 0 for the transfer set's)."""
+  train = dict(task_data.train)
+  n = len(train['labels'])
+  train['teacher_logits'] = np.asarray(
+      teacher(task_data.train_examples, glue_data.TRAIN), np.float32)
+  train['label_weights'] = np.ones(n, np.float32)
+  if transfer is not None:
+    if len(transfer) == 0:
+      raise GlueError('the transfer set is empty: make it again, or drop it')
+    style = 'roberta' if bert_cfg.family in bert.ROBERTA_FAMILIES else 'bert'
+    extra = glue_data.encode(transfer, tokenizer, cfg.max_len, style)
+    extra['teacher_logits'] = np.asarray(teacher(transfer, 'transfer'),
+                                         np.float32)
+    extra['label_weights'] = np.zeros(len(transfer), np.float32)
+    extra['labels'] = np.zeros_like(train['labels'], shape=(len(transfer),))
+    train = {k: np.concatenate([train[k], extra[k]]) for k in train}
+  if len(train['teacher_logits']) != len(train['labels']):
+    raise GlueError(f'the teacher gave {len(train["teacher_logits"])} rows of '
+                    f'logits for {len(train["labels"])} training examples')
+  return dataclasses.replace(task_data, train=train)
 
 
 def median_seed(per_seed: list[dict]) -> int:

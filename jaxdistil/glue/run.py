@@ -93,6 +93,17 @@ def load_tokenizer(name_or_dir: str):
 
 def check_outputs(args, tasks) -> None:
   """--save and --eval_only, refused before any work where they cannot run."""
+  if getattr(args, 'teacher', None):
+    from jaxdistil.glue import kd
+    if len(tasks) != 1:
+      raise GlueError(f'--teacher is fine-tuned on one task: give one --task, '
+                      f'not {len(tasks)} ({", ".join(t.name for t in tasks)})')
+    if getattr(args, 'eval_only', False):
+      raise GlueError('--teacher with --eval_only: nothing is trained; score the '
+                      'teacher itself with --model=TEACHER --eval_only')
+    kd.check_settings(args.kd_temperature, args.kd_alpha, args.kd_beta)
+  if getattr(args, 'transfer_set', None) and not getattr(args, 'teacher', None):
+    raise GlueError('--transfer_set is labelled by a teacher: give --teacher too')
   save = getattr(args, 'save', None)
   if save:
     from jaxdistil import fs
@@ -131,6 +142,13 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
   if eval_only and getattr(loaded, 'head', None) is None:
     raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
                     f'{args.model} has none: fine-tune it (drop --eval_only)')
+  teacher = transfer = None
+  if getattr(args, 'teacher', None):
+    teacher = make_teacher(args.teacher, tasks[0], args.max_len,
+                           getattr(args, 'workdir', None))
+  if getattr(args, 'transfer_set', None):
+    from jaxdistil.glue import augment
+    transfer = augment.read_transfer_set(args.transfer_set).examples
   results = {}
   for task in tasks:
     if eval_only:
@@ -147,7 +165,8 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           source=source, progress=not args.no_progress,
           max_train_examples=args.max_train_examples,
           length_buckets=not args.no_length_buckets,
-          keep_best=bool(getattr(args, 'save', None)))
+          keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
+          transfer=transfer, **kd_overrides(args))
     best = results[task.name].pop('_best', None)
     if best is not None:
       results[task.name]['saved'] = save_classifier(
@@ -166,6 +185,57 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
           'tasks': results,
           'table1_row': report.table1_row(name, results)}
+
+
+def kd_overrides(args) -> dict:
+  if not getattr(args, 'teacher', None):
+    return {}
+  return {'kd_temperature': args.kd_temperature, 'kd_alpha': args.kd_alpha,
+          'kd_beta': args.kd_beta}
+
+
+def make_teacher(path: str, task, max_len: int, workdir: str | None):
+  """`teacher(examples, split) -> logits` for `run_task`: the fine-tuned
+  classifier at `path`, its head in `task`'s class order, on its own
+  tokenizer (teacher and student may tokenize differently). With a
+  `workdir`, the logits are cached there (`glue.teacher_cache`), keyed by the
+  teacher and the data; without one they are computed once per run."""
+  from jaxdistil.glue import finetune, scoring, teacher_cache
+  loaded = load_loaded(path)
+  if loaded.head is None:
+    raise GlueError(f'--teacher={path} has no classifier head: give a model '
+                    f'fine-tuned on {task.name} (glue --save, or an HF '
+                    f'*ForSequenceClassification)')
+  head, notice = scoring.task_head(task, loaded.head, loaded.classifier, path)
+  if notice:
+    print(f'jaxdistil.glue: notice: {notice}', flush=True)
+  if not loaded.tokenizer_dir:
+    raise GlueError(f'--teacher={path} has no tokenizer files: the teacher '
+                    f'tokenizes the text itself')
+  tok = load_tokenizer(loaded.tokenizer_dir)
+  family = loaded.config.family
+  style = 'roberta' if family in ('roberta', 'xlm-roberta') else 'bert'
+  cfg = finetune.FinetuneConfig(max_len=min(max_len,
+                                            loaded.config.max_position_embeddings))
+  predictor = []
+  fingerprint = []
+
+  def compute(examples):
+    if not predictor:
+      predictor.append(scoring.Predictor(loaded.config, loaded.params, head, cfg))
+    return predictor[0].logits(glue_data.encode(examples, tok, cfg.max_len, style))
+
+  def teacher(examples, split: str):
+    if not workdir:
+      return compute(examples)
+    if not fingerprint:
+      fingerprint.append(teacher_cache.fingerprint_teacher(
+          path if os.path.isdir(path) else loaded))
+    data = teacher_cache.fingerprint_examples(examples, cfg.max_len, tok, style)
+    return teacher_cache.load_or_compute(
+        os.path.join(workdir, 'teacher_logits'), task.name, split,
+        fingerprint[0], data, lambda: compute(examples))
+  return teacher
 
 
 def save_classifier(output: str, task, bert_cfg, best: dict, loaded,

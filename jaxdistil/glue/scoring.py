@@ -102,7 +102,7 @@ def score_classifier(task: Task, data_dir, bert_cfg: bert.BertConfig,
   score = glue_metrics.task_score(metrics, task.metric_keys())
   eval_padding = finetune.eval_padding_fraction(dev, predictor.batch_size,
                                                 predictor.buckets)
-  settings = {**dataclasses.asdict(cfg), 'mesh': dict(cfg.mesh)}
+  settings = cfg.settings()
   return {'task': task.name, 'score': score, 'metrics': metrics,
           'per_seed': [{'seed': None, 'metrics': metrics, 'score': score}],
           'eval_only': True, 'labels_assumed_in_order': bool(notice),

@@ -1,0 +1,161 @@
+"""`glue --teacher`: task distillation while fine-tuning.
+
+- With alpha = 0 the teacher's term is off and the run equals plain
+  fine-tuning, seed for seed (same metrics; final loss within 1e-6).
+- The loss of a distillation step equals a NumPy computation of
+  alpha*T^2*KL + (1-alpha)*CE from the same logits (1e-5).
+- End to end: a saved classifier teaches a smaller student; its logits are
+  cached in the workdir and served from there on a rerun; bad input is one line.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import glue_subset, write_stsb
+from jaxdistil.glue import __main__ as glue_cli
+from jaxdistil.glue import finetune, heads, tasks
+from jaxdistil.models import bert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLUE = os.path.join(ROOT, '..', 'shared', 'data', 'glue')
+VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
+needs_data = pytest.mark.skipif(
+    not (os.path.isdir(GLUE) and os.path.isdir(VOCAB)), reason='no shared data')
+
+
+@pytest.fixture(scope='module')
+def tok():
+  from jaxdistil.data import tokenizer
+  return tokenizer.load(VOCAB)
+
+
+def tiny(vocab_size, layers=1, seed=0):
+  cfg = bert.BertConfig(vocab_size=vocab_size, hidden_size=32, num_layers=layers,
+                        num_heads=2, intermediate_size=64,
+                        max_position_embeddings=64, type_vocab_size=0,
+                        layout='distilbert')
+  return cfg, bert.init(cfg, jax.random.key(seed))
+
+
+def test_a_distillation_step_computes_the_kd_loss_as_numpy_does():
+  cfg, params = tiny(120)
+  cfg = cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)  # no dropout
+  encoder, rest, _ = heads.split_encoder_params(cfg, params)
+  p = {'encoder': encoder, 'head': heads.init_head(cfg, 3, jax.random.key(1))}
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 120, size=(6, 10)).astype(np.int32)
+  batch = {'input_ids': ids, 'attention_mask': np.ones_like(ids),
+           'token_type_ids': np.zeros_like(ids),
+           'labels': rng.integers(0, 3, 6).astype(np.int32),
+           'weights': np.array([1, 1, 1, 1, 1, 0], np.float32),
+           'label_weights': np.array([1, 1, 0, 1, 1, 1], np.float32),
+           'teacher_logits': rng.standard_normal((6, 3)).astype(np.float32)}
+  T, alpha = 3.0, 0.7
+  import optax
+  tx = optax.sgd(0.0)
+  _, _, loss = finetune.train_step(cfg, tx, False, 0.0, p, tx.init(p), rest,
+                                   batch, jax.random.key(0), 0,
+                                   distill=(T, alpha, 0.5))
+  s = np.asarray(finetune.forward(cfg, p, rest, batch, 0.0), np.float64)
+  t = batch['teacher_logits'].astype(np.float64)
+
+  def log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+  pt = np.exp(log_softmax(t / T))
+  kl = (pt * (log_softmax(t / T) - log_softmax(s / T))).sum(-1)
+  w = batch['weights']
+  lw = w * batch['label_weights']
+  ce = -log_softmax(s)[np.arange(6), batch['labels']]
+  want = alpha * T * T * (kl * w).sum() / w.sum() + (1 - alpha) * (ce * lw).sum() / lw.sum()
+  assert float(loss) == pytest.approx(want, abs=1e-5)
+
+
+@needs_data
+@pytest.mark.slow
+def test_alpha_zero_is_plain_fine_tuning(tok, tmp_path):
+  write_stsb(str(tmp_path), 40, 16)
+  glue_subset(GLUE, str(tmp_path), 'SST-2', 40, 16)
+  cfg, params = tiny(len(tok))
+  for name in ('SST-2', 'STS-B'):
+    kw = dict(seeds=2, max_steps=4, max_len=32, batch_size=8, progress=False)
+    plain = finetune.run_task(name, str(tmp_path), cfg, params, tok, **kw)
+    fake_teacher = lambda ex, split: np.random.default_rng(1).standard_normal(
+        (len(ex), tasks.get(name).num_outputs)).astype(np.float32)
+    kd0 = finetune.run_task(name, str(tmp_path), cfg, params, tok,
+                            teacher=fake_teacher, kd_alpha=0.0, kd_beta=0.0, **kw)
+    for a, b in zip(plain['per_seed'], kd0['per_seed']):
+      assert a['final_loss'] == pytest.approx(b['final_loss'], abs=1e-6)
+      for k in a['metrics']:
+        assert a['metrics'][k] == pytest.approx(b['metrics'][k], abs=1e-6)
+    assert kd0['config']['distill'] and 'distill' not in plain['config']
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, capsys):
+  from jaxdistil import convert
+  glue = str(tmp_path / 'glue')
+  glue_subset(GLUE, glue, 'SST-2', 48, 16)
+  glue_subset(GLUE, glue, 'MRPC', 16, 8)
+  write_stsb(glue, 16, 8)
+  # The teacher: a 2-layer model fine-tuned and saved by `glue --save`; the
+  # student a 1-layer one. Both are jaxdistil model directories.
+  teacher_cfg, teacher_params = tiny(len(tok), layers=2, seed=1)
+  student_cfg, student_params = tiny(len(tok), layers=1, seed=2)
+  for path, c, p in (('t_base', teacher_cfg, teacher_params),
+                     ('student', student_cfg, student_params)):
+    convert.save_model(str(tmp_path / path), c, p, 'distilbert',
+                       tokenizer_dir=VOCAB)
+  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}']
+  teacher = str(tmp_path / 'teacher')
+  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--task=SST-2',
+                        '--max_steps=6', f'--save={teacher}'] + common) == 0
+  work = str(tmp_path / 'work')
+  run = lambda out, *extra: glue_cli.main(
+      [f'--model={tmp_path / "student"}', f'--teacher={teacher}', '--task=SST-2',
+       '--max_steps=4', f'--workdir={work}', f'--output={out}', '--kd_alpha=0.9',
+       '--kd_temperature=4'] + list(extra) + common)
+  assert run(str(tmp_path / 'a.json')) == 0
+  cache = os.path.join(work, 'teacher_logits')
+  files = os.listdir(cache)
+  assert len(files) == 1
+  stamp = os.stat(os.path.join(cache, files[0])).st_mtime_ns
+  # The cached logits are the teacher's own, scored on the training texts.
+  assert run(str(tmp_path / 'b.json')) == 0
+  assert os.stat(os.path.join(cache, files[0])).st_mtime_ns == stamp
+  a = json.load(open(tmp_path / 'a.json'))['tasks']['SST-2']
+  b = json.load(open(tmp_path / 'b.json'))['tasks']['SST-2']
+  assert a['per_seed'] == b['per_seed']
+  assert a['config']['kd_alpha'] == 0.9 and a['config']['kd_temperature'] == 4
+  # Bad input: one line each, exit 2, nothing written.
+  bad = [
+      (['--task=MRPC'], "labels (negative, positive) do not match MRPC's"),
+      (['--task=STS-B'], 'but STS-B is a regression'),
+      (['--task=all'], '--teacher is fine-tuned on one task'),
+      (['--kd_temperature=0'], '--kd_temperature=0.0: the temperature must be > 0'),
+      (['--kd_alpha=1.5'], '--kd_alpha=1.5: must be in [0, 1]'),
+      ([f'--teacher={tmp_path / "student"}'], 'has no classifier head'),
+  ]
+  for extra, want in bad:
+    capsys.readouterr()
+    args = ([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
+             '--task=SST-2', '--max_steps=2'] + common + extra)
+    assert glue_cli.main(args) == 2, extra
+    err = capsys.readouterr().err.strip()
+    assert want in err and '\n' not in err, (extra, err)
+  # A cache made by another teacher is refused, and left as it was.
+  other = str(tmp_path / 'teacher2')
+  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--task=SST-2',
+                        '--max_steps=3', '--seed=5', f'--save={other}'] + common) == 0
+  capsys.readouterr()
+  assert glue_cli.main([f'--model={tmp_path / "student"}', f'--teacher={other}',
+                        '--task=SST-2', '--max_steps=2', f'--workdir={work}']
+                       + common) == 2
+  assert 'computed by another teacher' in capsys.readouterr().err
+  assert os.stat(os.path.join(cache, files[0])).st_mtime_ns == stamp
