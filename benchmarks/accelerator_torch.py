@@ -92,7 +92,7 @@ def _hf_model(name: str, shape: dict, dtype: str, device: str):
 def inference(spec: dict) -> dict:
   import torch
   from benchmarks import accelerator
-  from jaxdistil import inference_bench
+  from jaxdistil.data import synthetic
   device, tiny = spec['device'], spec['tiny']
   max_len = 32 if tiny else 128
   n = 5 if tiny else 256
@@ -101,7 +101,7 @@ def inference(spec: dict) -> dict:
   for name, shape in accelerator.inference_shapes(tiny).items():
     for dtype in ('bfloat16', 'float32'):
       cfg, model = _hf_model(name, shape, dtype, device)
-      arrays = inference_bench.synthetic_arrays(n, cfg.vocab_size, max_len,
+      arrays = synthetic.glue_like_pairs(n, cfg.vocab_size, max_len,
                                                 seed=0)
       lengths = arrays['attention_mask'].sum(axis=1)
       rows = []

@@ -12,6 +12,9 @@ float32 or bfloat16 matmul, best of several). `--parts` also times the step's pa
 separate programs, to show where the time goes. With `--json` the last line is one
 JSON object.
 
+`--inference` times classifier inference over a GLUE split instead
+(`jaxdistil.inference_bench`, which has its own flags: `--model`, `--task`, ...).
+
 Over 300 lines on purpose: one command whose modes (the step, its parts,
 --memory, real batches, the input pipeline) share the built run and its
 measured matmul rate; each mode is one function.
@@ -374,6 +377,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  if any(a in ('--inference', '--inference=true', '--inference=1')
+         for a in sys.argv[1:]):                   # classifier inference
+    from jaxdistil import inference_bench
+    sys.exit(inference_bench.main(sys.argv[1:]))
   define_flags()
   from jaxdistil.config_lib import flags_parser
   app.run(main, flags_parser=flags_parser('jaxdistil.bench'))

@@ -108,6 +108,11 @@ def set_compilation_cache(directory: str | None) -> str | None:
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+  try:      # a cache already opened (at another directory) is reopened here
+    from jax.experimental.compilation_cache import compilation_cache
+    compilation_cache.reset_cache()
+  except (ImportError, AttributeError):
+    pass
   return directory
 
 
@@ -181,21 +186,113 @@ def time_inference(cfg, params: dict, head: dict | None, arrays: dict,
   }
 
 
-def synthetic_arrays(n: int, vocab_size: int, max_len: int = 128,
-                     seed: int = 0, first_word: int = 104) -> dict:
-  """`n` encoded sentence pairs of GLUE-like lengths (log-normal, median 28
-  tokens, as STS-B and MRPC dev pairs; within [8, max_len]): `[CLS] a [SEP]
-  b [SEP]` of random words, token type 1 on `b [SEP]`, padded to max_len."""
-  rng = np.random.default_rng(seed)
-  lengths = np.clip(np.round(rng.lognormal(np.log(28), 0.45, n)), 8,
-                    max_len).astype(np.int64)
-  ids = np.zeros((n, max_len), np.int32)
-  mask = np.zeros((n, max_len), np.int32)
-  types = np.zeros((n, max_len), np.int32)
-  for i, length in enumerate(lengths):
-    ids[i, :length] = rng.integers(first_word, vocab_size, size=length)
-    split = 1 + int(rng.integers(1, length - 2))
-    ids[i, [0, split, length - 1]] = (101, 102, 102)
-    mask[i, :length] = 1
-    types[i, split + 1:length] = 1
-  return {'input_ids': ids, 'attention_mask': mask, 'token_type_ids': types}
+# ----------------------------------------------------------------------------
+# The command: python -m jaxdistil.bench --inference ...
+
+def define_flags(fv) -> None:
+  from absl import flags
+  s, i = flags.DEFINE_string, flags.DEFINE_integer
+  s('model', None, 'A model folder (Hugging Face or jaxdistil).', flag_values=fv)
+  s('data_dir', None, 'The glue_data folder (CoLA/, STS-B/, ...).', flag_values=fv)
+  s('task', None, 'The GLUE task, e.g. STS-B.', flag_values=fv)
+  s('split', 'dev', "The split ('dev' is the task's first dev set).", flag_values=fv)
+  i('batch_size', 1, 'Examples a batch.', flag_values=fv)
+  i('max_examples', 0, 'Only the first N examples (0: all).', flag_values=fv)
+  i('max_len', 128, 'Tokens an example (longer pairs are truncated).',
+    flag_values=fv)
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                    'Compute dtype (bfloat16: matrices cast once).', flag_values=fv)
+  flags.DEFINE_enum('attention', 'auto', ['auto', 'xla', 'cudnn', 'splash'],
+                    'Attention kernel.', flag_values=fv)
+  s('output', None, 'Also write the report here as JSON.', flag_values=fv)
+  s('compilation_cache', DEFAULT_CACHE, "XLA's persistent compilation cache "
+    "folder ('' for none).", flag_values=fv)
+  i('matmul_size', 1024, 'n of the n^3 matmul measured for MFU (unknown '
+    'chips, or float32).', flag_values=fv)
+  flags.DEFINE_bool('inference', True, 'This mode (for jaxdistil.bench).',
+                    flag_values=fv)
+
+
+def load_inputs(args):
+  """(loaded model, head or None, encoded arrays, task name, split) from the
+  flags; GlueError, ConvertError or TokenizerError (one line) when unusable."""
+  from jaxdistil import convert
+  from jaxdistil.glue import data as glue_data
+  from jaxdistil.glue import run as glue_run
+  from jaxdistil.glue import tasks
+  from jaxdistil.models import bert
+  task = tasks.get(args.task)
+  split = args.split
+  if split == 'dev' and 'dev' not in glue_data.split_names(task):
+    split = task.dev[0].name                  # MNLI: dev_matched
+  examples = glue_data.read_split(task, split, args.data_dir)
+  if args.max_examples > 0:
+    examples = examples.take(np.arange(min(args.max_examples, len(examples))))
+  if not len(examples):
+    raise tasks.GlueError(f'{examples.origin}: no examples to run')
+  loaded = convert.load_model(args.model, init_missing_head=True)
+  if not loaded.tokenizer_dir:
+    raise convert.ConvertError(f'{args.model}: no tokenizer with the model')
+  tokenizer = glue_run.load_tokenizer(loaded.tokenizer_dir)
+  cfg = loaded.config
+  max_len = min(args.max_len, cfg.max_position_embeddings - cfg.position_offset)
+  style = 'roberta' if cfg.family in bert.ROBERTA_FAMILIES else 'bert'
+  arrays = glue_data.encode(examples, tokenizer, max_len, style)
+  head = getattr(loaded, 'head', None)
+  return loaded, head if isinstance(head, dict) else None, arrays, task.name, split
+
+
+def report_text(r: dict) -> str:
+  p, lat = r['params'], r['latency_ms']
+  return '\n'.join([
+      f"model        {r['model']} ({r['task']} {r['split']}, {r['examples']} "
+      f"examples, mean {r['mean_length']:.1f} tokens)",
+      f"params       {p['total']:,} (embeddings {p['embeddings']:,}, encoder "
+      f"{p['encoder']:,}, head {p['head']:,}); head: {r['head']}",
+      f"device       {r['device_kind']} ({r['platform']}); CPU "
+      f"{r['cpu']['model_name']} (family {r['cpu'].get('family')}, model "
+      f"{r['cpu'].get('model')}), {r['dtype']}, attention {r['attention']}",
+      f"compile      {r['compile_s']:.2f} s over {len(r['buckets'])} bucket(s); "
+      f"cache {r['compilation_cache']['dir'] or 'off'}: "
+      f"{r['compilation_cache']['entries_before']} entries found, "
+      f"{r['compilation_cache']['entries_written']} written",
+      f"latency      p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f} ms at batch "
+      f"{r['batch_size']} ({r['batches']} batches, padding "
+      f"{r['padding_fraction']:.1%})",
+      f"throughput   {r['examples_per_s']:.1f} examples/s; one pass "
+      f"{r['total_s']:.2f} s",
+      f"model FLOPs  {r['flops_per_example'] / 1e9:.3f} GFLOP/example; MFU "
+      f"{r['mfu']:.4f} (of {r['peak_flops'] / 1e12:.3f} TFLOP/s, "
+      f"{r['peak_source']})"])
+
+
+def main(argv=None) -> int:
+  from jaxdistil import cli, convert
+  from jaxdistil.data.tokenizer import TokenizerError
+  from jaxdistil.glue.tasks import GlueError
+  prog = 'jaxdistil.bench --inference'
+  try:
+    args = cli.parse(prog, __doc__, define_flags, argv)
+    cli.require(args, 'model', 'data_dir', 'task')
+    if args.batch_size < 1:
+      raise cli.UsageError(f'--batch_size={args.batch_size}: give 1 or more')
+    cache = set_compilation_cache(args.compilation_cache)
+    before = cache_entries(cache)
+    start = time.perf_counter()
+    loaded, head, arrays, task, split = load_inputs(args)
+    r = time_inference(loaded.config, loaded.params, head, arrays,
+                       args.batch_size, args.dtype, args.attention,
+                       args.matmul_size)
+  except (cli.UsageError, GlueError, convert.ConvertError, TokenizerError) as e:
+    print(f'{prog}: {(str(e).splitlines() or [""])[0]}', file=sys.stderr)
+    return 2
+  r.update(model=args.model, task=task, split=split, wall_s=time.perf_counter()
+           - start, compilation_cache={'dir': cache, 'entries_before': before,
+                                       'entries_written': cache_entries(cache)
+                                       - before})
+  print(report_text(r), flush=True)
+  if args.output:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, 'w') as f:
+      json.dump(r, f, indent=1)
+  return 0
