@@ -122,3 +122,26 @@ def test_unknown_item_is_one_line_and_exit_2(tmp_path):
   assert out.returncode == 2
   assert len(out.stderr.strip().splitlines()) == 1
   assert 'train_16_nope' in out.stderr
+
+
+def test_random_packed_rows_are_laid_out_as_the_pipeline_lays_them():
+  import numpy as np
+  from jaxdistil.data import synthetic
+  b = synthetic.random_packed_batch(np.random.default_rng(0), 6, 64, 200)
+  assert all(v.shape == (6, 64) for v in b.values())
+  for row in range(6):
+    seg, pos, ids = b['segment_ids'][row], b['position_ids'][row], b['labels'][row]
+    real = seg > 0
+    np.testing.assert_array_equal(b['attention_mask'][row], real)
+    assert not real[real.argmin():].any() if not real.all() else True
+    count = seg.max()
+    assert count >= 1 and set(seg[real]) == set(range(1, count + 1))
+    for k in range(1, count + 1):
+      where = np.flatnonzero(seg == k)
+      assert (np.diff(where) == 1).all()                  # contiguous
+      np.testing.assert_array_equal(pos[where], np.arange(len(where)))
+      assert ids[where[0]] == synthetic.CLS and ids[where[-1]] == synthetic.SEP
+  masked = b['mlm_mask'] > 0
+  assert masked.any() and (b['labels'][masked] >= synthetic.FIRST_WORD).all()
+  np.testing.assert_array_equal(b['input_ids'][~masked], b['labels'][~masked])
+  assert b['attention_mask'].mean() > 0.8          # best fit leaves little padding
