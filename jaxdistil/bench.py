@@ -12,6 +12,9 @@ float32 or bfloat16 matmul, best of several). `--parts` also times the step's pa
 separate programs, to show where the time goes. With `--json` the last line is one
 JSON object.
 
+`--inference` times classifier inference over a GLUE split instead
+(`jaxdistil.inference_bench`, which has its own flags: `--model`, `--task`, ...).
+
 Over 300 lines on purpose: one command whose modes (the step, its parts,
 --memory, real batches, the input pipeline) share the built run and its
 measured matmul rate; each mode is one function.
@@ -26,6 +29,7 @@ from jaxdistil import host_memory
 if __name__ == '__main__':
   host_memory.keep_freed_memory()
 
+import functools
 import json
 import resource
 import sys
@@ -152,9 +156,10 @@ def time_parts(run: build.Run, state, batch, repeats: int) -> dict:
 
 
 def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
-              data: str | None = None) -> dict:
-  """Time the step on one random full-length batch, or with `data` on real
-  batches of a prepared directory (a new batch each step, drawn beforehand)."""
+              data: str | None = None, packed: bool = False) -> dict:
+  """Time the step on one random full-length batch (`packed`: random packed
+  rows, with segment and position ids), or with `data` on real batches of a
+  prepared directory (a new batch each step, drawn beforehand)."""
   config.teacher = 'random'          # random weights: speed does not depend on them
   run = build.build(config)
   cfg = run.step_config
@@ -166,9 +171,10 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
     source.close()
   else:
     rng = np.random.default_rng(config.seed)
-    batches = [jax.device_put(synthetic.random_batch(
-        rng, b, length, cfg.student.vocab_size, full_length=True),
-        run.batch_sharding)]
+    make = (synthetic.random_packed_batch if packed else functools.partial(
+        synthetic.random_batch, full_length=True))
+    batches = [jax.device_put(make(rng, b, length, cfg.student.vocab_size),
+                              run.batch_sharding)]
   batch = batches[0]
 
   # The machine's matmul rate drifts; take the best of a measurement before and
@@ -216,8 +222,9 @@ def benchmark(config, steps: int, parts: bool = False, matmul_n: int = 2048,
       # Non-padding tokens over the timed steps' total time: the work done.
       'real_tokens_per_s': real / sum(times),
       'padding_fraction': 1.0 - real / (steps * b * length),
-      'data': data or 'random full-length rows',
-      'packing': bool(config.packing) if data else None,
+      'data': data or ('random packed rows' if packed
+                       else 'random full-length rows'),
+      'packing': bool(config.packing) if data else (True if packed else None),
       'step_s': step_s,
       'step_s_min': float(min(times)),
       'compile_s': compile_s,
@@ -370,6 +377,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  if any(a in ('--inference', '--inference=true', '--inference=1')
+         for a in sys.argv[1:]):                   # classifier inference
+    from jaxdistil import inference_bench
+    sys.exit(inference_bench.main(sys.argv[1:]))
   define_flags()
   from jaxdistil.config_lib import flags_parser
   app.run(main, flags_parser=flags_parser('jaxdistil.bench'))

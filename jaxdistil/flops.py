@@ -7,6 +7,8 @@ sequence of length L, with d = hidden size, f = intermediate size, V = vocabular
                       + 2 * 2 * L * d            Q K^T and probs @ V
   MLM head, forward:    2 * d^2 + 2 * d * V      transform dense; tied decoder
   model forward:        layers * (one layer) + MLM head
+  inference:            layers * (one layer), per real token, + a classifier
+                        head per example (2 d^2 + 2 d * outputs), no MLM head
 
   distillation step:    teacher forward + 3 * student forward
                         (the student's backward is twice its forward; the frozen
@@ -53,6 +55,26 @@ def head_forward(cfg: BertConfig) -> int:
 
 def forward(cfg: BertConfig, seq_len: int) -> int:
   return cfg.num_layers * layer_forward(cfg, seq_len) + head_forward(cfg)
+
+
+def encoder_forward(cfg: BertConfig, seq_len: int) -> int:
+  """FLOPs per token of the encoder alone (no MLM head): inference."""
+  return cfg.num_layers * layer_forward(cfg, seq_len)
+
+
+def classifier_forward(cfg: BertConfig, num_outputs: int) -> int:
+  """FLOPs per example of a sequence-classification head on the first token:
+  one H->H dense (pre-classifier, pooler or RoBERTa's dense), then H->outputs."""
+  d = cfg.hidden_size
+  return 2 * d * d + 2 * d * num_outputs
+
+
+def inference(cfg: BertConfig, lengths, num_outputs: int | None) -> int:
+  """Model FLOPs of classifying sequences of these real lengths (each of n
+  tokens costs n x `encoder_forward(n)`, plus the head when `num_outputs`):
+  padding is not model work."""
+  head = classifier_forward(cfg, num_outputs) if num_outputs else 0
+  return sum(int(n) * encoder_forward(cfg, int(n)) + head for n in lengths)
 
 
 def distill_step(teacher: BertConfig | None, student: BertConfig,
