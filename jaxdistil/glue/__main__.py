@@ -73,6 +73,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                       'median seed here, as a Hugging Face '
                       '*ForSequenceClassification folder (must be new or empty)',
                       **d)
+  flags.DEFINE_list('student_layers', None, 'fine-tune a smaller model drawn '
+                    'from --model: these of its layers (e.g. 0,2,5), in '
+                    "DistilBERT's layout, with no general distillation", **d)
   flags.DEFINE_string('teacher', None, 'one task: a classifier fine-tuned on it '
                       '(HF or ours) that the model is distilled from while it '
                       'is fine-tuned', **d)

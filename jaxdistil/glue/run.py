@@ -133,6 +133,11 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
     bert_cfg, params, tokenizer = unpack_loaded(loaded)
   else:
     bert_cfg, params, tokenizer = load_model(args.model)
+  if getattr(args, 'student_layers', None):
+    bert_cfg, params = student_of(bert_cfg, params, args.student_layers,
+                                  args.model)
+    if loaded is not None:
+      loaded.head = loaded.classifier = None      # a new model: no head of its own
   if args.tokenizer:
     tokenizer = load_tokenizer(args.tokenizer)
   if tokenizer is None:
@@ -185,6 +190,23 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
           'tasks': results,
           'table1_row': report.table1_row(name, results)}
+
+
+def student_of(bert_cfg, params: dict, layers, where: str):
+  """A smaller model drawn from `params` by `student_init`'s rule (the layers
+  named, DistilBERT's layout, token type 0 folded into the positions), with
+  no general distillation: the paper's initialisation, fine-tuned directly."""
+  from jaxdistil.models import student_init
+  try:
+    layer_map = tuple(int(i) for i in layers)
+    cfg = student_init.student_config(bert_cfg, len(layer_map))
+    student = student_init.init_from_teacher(
+        params, bert_cfg, cfg, layer_map,
+        fold_token_type=bool(bert_cfg.type_vocab_size))
+  except (TypeError, ValueError) as e:
+    raise GlueError(f'--student_layers={",".join(map(str, layers))} for '
+                    f'{where}: {str(e).splitlines()[0]}') from None
+  return cfg, student
 
 
 def kd_overrides(args) -> dict:
