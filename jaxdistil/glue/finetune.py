@@ -31,162 +31,41 @@ Only dev sets are evaluated. With several seeds, each seed re-initialises the
 head, reshuffles and re-draws dropout; the result reports every seed and the
 median (the paper's Table 1 gives the median of 5 runs).
 
-Over 300 lines (about 560): the jitted step, the length-bucketed batch plan
-and the per-task driver share `FinetuneConfig` and `Compiled`. The heads live
-in `glue.heads`; the batch plan is the next piece that could move out.
+This module is the per-task driver (data, seeds, the training loop). The
+pieces it drives live beside it: `glue.config` (`FinetuneConfig`),
+`glue.batching` (the batch plans), `glue.step` (the jitted step and
+prediction), `glue.heads`, `glue.kd` (the distillation losses) and
+`glue.seeds` (medians and top-ups); each is re-exported here.
 """
 
 from __future__ import annotations
 
+from __future__ import annotations
+
 import dataclasses
-import functools
-import json
-from typing import Callable, NamedTuple, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxdistil import optim, sharding
+from jaxdistil import sharding
 from jaxdistil.glue import data as glue_data
 from jaxdistil.glue import heads, kd
-from jaxdistil.glue.batching import (  # noqa: F401  (the batch plan, re-exported)
+from jaxdistil.glue import metrics as glue_metrics
+# Re-exported: the batch plan, the config, the step and the seeds' bookkeeping
+# (callers and tests reach them as `finetune.X`).
+from jaxdistil.glue.batching import (  # noqa: F401
     Batch, _batch, bucket_lengths, bucket_of, epoch_batches, eval_padding_fraction,
     eval_plan, padding_fraction, steps_per_epoch, token_counts, total_steps,
     train_indexes, train_plan)
-from jaxdistil.glue import metrics as glue_metrics
+from jaxdistil.glue.config import FinetuneConfig  # noqa: F401
+from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize  # noqa: F401
+from jaxdistil.glue.step import (  # noqa: F401
+    Compiled, _gather, _host_rows, _mesh, _round_up, check_settings, compile_steps,
+    evaluate, forward, loss_fn, param_shardings, predict_logits, predict_step,
+    train_step)
 from jaxdistil.glue.tasks import GlueError, Task, get as get_task
 from jaxdistil.models import bert
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-  learning_rate: float = 2e-5
-  batch_size: int = 32
-  epochs: float = 3.0
-  max_len: int = 128
-  max_steps: int | None = None      # overrides epochs when set
-  warmup_fraction: float = 0.06
-  weight_decay: float = 0.01
-  b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
-  clip_norm: float = 1.0
-  head_dropout: float = 0.1
-  eval_batch_size: int = 128
-  max_train_examples: int | None = None   # random subset of train (smoke runs)
-  length_buckets: bool | tuple = True     # False: pad to max_len; or lengths
-  mesh: tuple = (('data', -1),)           # {'data': d, 'fsdp': f, 'tensor': t}
-  # Task distillation (`glue.kd`), on when a teacher's logits are given: T,
-  # the teacher's weight against the labels (alpha: classes; beta: a score).
-  distill: bool = False
-  kd_temperature: float = kd.TEMPERATURE
-  kd_alpha: float = kd.ALPHA
-  kd_beta: float = kd.BETA
-
-  def settings(self) -> dict:
-    """The settings a result records (and a top-up compares); the
-    distillation ones only when distilling, so that results of plain
-    fine-tuning read the same as before they existed."""
-    out = {**dataclasses.asdict(self), 'mesh': dict(self.mesh)}
-    if not self.distill:
-      for k in ('distill', 'kd_temperature', 'kd_alpha', 'kd_beta'):
-        del out[k]
-    return out
-
-  def optim_config(self) -> optim.OptimConfig:
-    return optim.OptimConfig(
-        learning_rate=self.learning_rate, b1=self.b1, b2=self.b2, eps=self.eps,
-        weight_decay=self.weight_decay, warmup_fraction=self.warmup_fraction,
-        clip_norm=self.clip_norm)
-
-
-# ----------------------------------------------------------------------------
-# The model: encoder + head, as pure functions
-
-def forward(cfg: bert.BertConfig, params: dict, rest: dict, batch: dict,
-            head_dropout: float, rng=None):
-  enc_rng = head_rng = None
-  if rng is not None:
-    enc_rng, head_rng = jax.random.split(rng)
-  out = bert.apply(cfg, {**params['encoder'], **rest}, batch['input_ids'],
-                   batch['attention_mask'], batch['token_type_ids'],
-                   dropout_rng=enc_rng)
-  return heads.head_apply(params['head'], out.hidden_states[-1][:, 0], head_dropout,
-                    head_rng)
-
-
-def loss_fn(logits, labels, weights, regression: bool):
-  """Mean over rows with weight 1: MSE for regression, else cross-entropy."""
-  if regression:
-    per_row = jnp.square(logits[:, 0] - labels.astype(jnp.float32))
-  else:
-    per_row = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
-def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
-               batch, key, step, distill: tuple | None = None):
-  """One AdamW step; pure (dropout keyed on (key, step)). With `distill`
-  (T, alpha, beta), the loss is `kd.task_loss` against the batch's
-  'teacher_logits', the labels weighted by its 'label_weights'."""
-  rng = jax.random.fold_in(key, step)
-
-  def loss_of(p):
-    logits = forward(cfg, p, rest, batch, head_dropout, rng)
-    if distill is None:
-      return loss_fn(logits, batch['labels'], batch['weights'], regression)
-    temperature, alpha, beta = distill
-    total, _ = kd.task_loss(logits, batch['teacher_logits'], batch['labels'],
-                            batch['weights'], batch['label_weights'], regression,
-                            temperature=temperature, alpha=alpha, beta=beta)
-    return total
-
-  loss, grads = jax.value_and_grad(loss_of)(params)
-  updates, opt_state = tx.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, loss
-
-
-def predict_step(cfg, params, rest, batch):
-  return forward(cfg, params, rest, batch, 0.0, None)
-
-
-# ----------------------------------------------------------------------------
-# Sharding and batches
-
-def _mesh(cfg: FinetuneConfig):
-  return sharding.make_mesh(dict(cfg.mesh))
-
-
-def param_shardings(bert_cfg: bert.BertConfig, params: dict, mesh) -> dict:
-  """Encoder params by their logical axes (replicated on a pure data mesh),
-  head replicated. An encoder tree the logical table does not describe (an
-  unexpected checkpoint layout) is replicated."""
-  replicated = NamedSharding(mesh, P())
-  is_spec = lambda x: isinstance(x, P)
-  logical = bert.logical_axes(bert_cfg)
-  logical = {k: logical[k] for k in params['encoder'] if k in logical}
-  same = (jax.tree.structure(logical, is_leaf=is_spec) ==
-          jax.tree.structure(params['encoder']))
-  encoder = (sharding.param_shardings(logical, params['encoder'], mesh) if same
-             else jax.tree.map(lambda _: replicated, params['encoder']))
-  return {'encoder': encoder,
-          'head': jax.tree.map(lambda _: replicated, params['head'])}
-
-
-def _host_rows(n: int) -> slice:
-  """This process's rows of a global batch of n (rows go in process order)."""
-  per = n // jax.process_count()
-  return slice(per * jax.process_index(), per * (jax.process_index() + 1))
-
-
-def _gather(x) -> np.ndarray:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(jax.device_get(x))
 
 
 # ----------------------------------------------------------------------------
@@ -227,86 +106,6 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
                     f'{vocab_size} embeddings: tokenizer and model do not match')
   train_arrays = encoded.pop(glue_data.TRAIN)
   return TaskData(train_arrays, encoded, skipped, train)
-
-
-def predict_logits(predict, params, rest, arrays: dict, batch_size: int, mesh,
-                   buckets: Sequence[int] | None = None) -> np.ndarray:
-  """[N, num_outputs] logits of every row of `arrays`, in their order, from
-  the batches of `eval_plan` (buckets None: everything at full length)."""
-  lengths = glue_data.lengths(arrays)
-  buckets = buckets or (arrays['input_ids'].shape[1],)
-  logits = None
-  for batch in eval_plan(lengths, batch_size, buckets):
-    host = _batch(arrays, batch.index, batch_size, batch.length)
-    host = {k: v[_host_rows(batch_size)] for k, v in host.items()}
-    out = _gather(predict(params, rest, sharding.global_batch(host, mesh)))
-    if logits is None:
-      logits = np.zeros((len(lengths),) + out.shape[1:], out.dtype)
-    logits[batch.index] = out[:len(batch.index)]
-  return logits
-
-
-def evaluate(task: Task, predict, params, rest, dev: dict, batch_size: int,
-             mesh, buckets: Sequence[int] | None = None) -> dict:
-  """The task's metrics on each of its dev sets (keys as `task.metric_keys()`)."""
-  out = {}
-  for d in task.dev:
-    arrays = dev[d.name]
-    logits = predict_logits(predict, params, rest, arrays, batch_size, mesh,
-                            buckets)
-    preds = logits[:, 0] if task.is_regression else logits.argmax(axis=-1)
-    for name, value in glue_metrics.compute(task.metrics, preds,
-                                            arrays['labels']).items():
-      out[name + d.suffix] = value
-  return out
-
-
-def _round_up(x: int, multiple: int) -> int:
-  return -(-x // multiple) * multiple
-
-
-class Compiled(NamedTuple):
-  train_step: Callable     # (params, opt_state, rest, batch, key, step)
-  predict: Callable        # (params, rest, batch) -> logits
-  init_opt: Callable       # params -> opt_state
-  params: dict             # shardings of the params tree
-  rest: dict               # shardings of the untrained MLM head
-
-
-def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
-                  template: dict, rest: dict, steps: int, mesh) -> Compiled:
-  """The jitted, sharded train step, prediction and optimizer init; `template`
-  is the params tree (arrays or shapes)."""
-  replicated = NamedSharding(mesh, P())
-  p_sh = param_shardings(bert_cfg, template, mesh)
-  tx = optim.make(cfg.optim_config(), steps,
-                  jax.tree.map(lambda _: False, template))
-  o_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, template), p_sh,
-                                        template, mesh)
-  rest_sh = jax.tree.map(lambda _: replicated, rest)
-  batch_sh = sharding.batch_sharding(mesh)
-  distill = ((cfg.kd_temperature, cfg.kd_alpha, cfg.kd_beta) if cfg.distill
-             else None)
-  step = jax.jit(
-      functools.partial(train_step, bert_cfg, tx, task.is_regression,
-                        cfg.head_dropout, distill=distill),
-      in_shardings=(p_sh, o_sh, rest_sh, batch_sh, replicated, replicated),
-      out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
-  predict = jax.jit(functools.partial(predict_step, bert_cfg),
-                    in_shardings=(p_sh, rest_sh, batch_sh), out_shardings=batch_sh)
-  return Compiled(step, predict, jax.jit(tx.init, out_shardings=o_sh), p_sh,
-                  rest_sh)
-
-
-def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None:
-  divisor = sharding.batch_divisor(mesh)
-  if cfg.batch_size % divisor:
-    raise GlueError(f'batch_size={cfg.batch_size} must be a multiple of the '
-                    f'{divisor} data-parallel devices')
-  if cfg.max_len > bert_cfg.max_position_embeddings:
-    raise GlueError(f'max_len={cfg.max_len} exceeds the model\'s '
-                    f'{bert_cfg.max_position_embeddings} positions')
-  bucket_lengths(cfg.max_len, cfg.length_buckets)    # one line if malformed
 
 
 def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
@@ -389,14 +188,6 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
     if keep_params:
       results[-1]['_params'] = jax.device_get(params)
   return results
-
-
-def summarize(task: Task, per_seed: list[dict]) -> dict:
-  """Median over seeds of each metric, and of the per-seed task score."""
-  keys = task.metric_keys()
-  return {'metrics': {k: float(np.median([r['metrics'][k] for r in per_seed]))
-                      for k in keys},
-          'score': float(np.median([r['score'] for r in per_seed]))}
 
 
 def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
@@ -494,32 +285,3 @@ def with_teacher(task_data: TaskData, teacher, transfer, tokenizer,
     raise GlueError(f'the teacher gave {len(train["teacher_logits"])} rows of '
                     f'logits for {len(train["labels"])} training examples')
   return dataclasses.replace(task_data, train=train)
-
-
-def median_seed(per_seed: list[dict]) -> int:
-  """The seed whose score is the median (the lower middle one of an even
-  count; the first seed among equal scores)."""
-  ranked = sorted(per_seed, key=lambda r: (r['score'], r['seed']))
-  return int(ranked[(len(ranked) - 1) // 2]['seed'])
-
-
-def stored_seeds(task: Task, previous: dict, settings: dict, seed: int) -> list:
-  """The per-seed results of `previous` that a top-up keeps; refuses a result
-  of another task, other settings or other seeds, naming what differs."""
-  if previous.get('task') != task.name:
-    raise GlueError(f'the stored result is for {previous.get("task")!r}, not '
-                    f'{task.name}: it cannot be topped up with more seeds')
-  as_json = lambda d: json.loads(json.dumps(d))
-  was, now = as_json(previous.get('config', {})), as_json(settings)
-  differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-  if differ:
-    changes = ', '.join(f'{k} {was.get(k)!r} -> {now.get(k)!r}' for k in differ)
-    raise GlueError(f'{task.name}: the stored seeds were run with other settings '
-                    f'({changes}); top them up with the same settings, or remove '
-                    f'the stored result to start over')
-  kept = list(previous.get('per_seed', []))
-  if [r.get('seed') for r in kept] != [seed + i for i in range(len(kept))]:
-    raise GlueError(f'{task.name}: the stored seeds are '
-                    f'{[r.get("seed") for r in kept]}, not {seed}, {seed + 1}, ...: '
-                    f'top them up with the same --seed')
-  return kept

@@ -9,7 +9,6 @@ the right ones.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
