@@ -159,3 +159,60 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
                        + common) == 2
   assert 'computed by another teacher' in capsys.readouterr().err
   assert os.stat(os.path.join(cache, files[0])).st_mtime_ns == stamp
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
+  import signal
+  import subprocess
+  import sys
+  import time
+  from jaxdistil import convert
+  glue = str(tmp_path / 'glue')
+  glue_subset(GLUE, glue, 'SST-2', 96, 16)
+  t_cfg, t_params = tiny(len(tok), layers=2, seed=1)
+  s_cfg, s_params = tiny(len(tok), layers=1, seed=2)
+  convert.save_model(str(tmp_path / 't_base'), t_cfg, t_params, 'distilbert',
+                     tokenizer_dir=VOCAB)
+  convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
+                     tokenizer_dir=VOCAB)
+  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
+            '--task=SST-2']
+  teacher = str(tmp_path / 'teacher')
+  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=4',
+                        f'--save={teacher}'] + common) == 0
+
+  def command(work, save):
+    return [sys.executable, '-m', 'jaxdistil.glue', f'--model={tmp_path / "student"}',
+            f'--teacher={teacher}', '--seeds=2', '--max_steps=40',
+            '--checkpoint_every=3', f'--workdir={work}', f'--save={save}'] + common
+
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  whole = subprocess.run(command(tmp_path / 'w1', tmp_path / 's1'), env=env,
+                         capture_output=True, text=True, timeout=600)
+  assert whole.returncode == 0, whole.stderr[-2000:]
+  # Killed (SIGKILL) once the second seed has a checkpoint: the first seed is
+  # done, the second cut off mid-way.
+  proc = subprocess.Popen(command(tmp_path / 'w2', tmp_path / 's2'), env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  ckpt = tmp_path / 'w2' / 'runs' / 'SST-2' / 'seed_1' / 'ckpt.npz'
+  deadline = time.time() + 600
+  while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  assert proc.poll() is None, 'the run ended before it could be killed'
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (tmp_path / 's2').exists()
+  again = subprocess.run(command(tmp_path / 'w2', tmp_path / 's2'), env=env,
+                         capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-2000:]
+  a = (tmp_path / 's1' / 'model.safetensors').read_bytes()
+  b = (tmp_path / 's2' / 'model.safetensors').read_bytes()
+  assert a == b
+  # A rerun of another command in the same folder is refused, in one line.
+  other = subprocess.run(command(tmp_path / 'w2', tmp_path / 's3')
+                         + ['--kd_alpha=0.9'], env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert other.returncode == 2 and 'belongs to another run' in other.stderr
+  assert other.stderr.strip().count('\n') == 0

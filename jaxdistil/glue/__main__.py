@@ -88,9 +88,12 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('transfer_set', None, 'with --teacher: a folder of '
                       'unlabelled examples (glue.augment) the teacher labels',
                       **d)
-  flags.DEFINE_string('workdir', None, "with --teacher: where the teacher's "
-                      'logits are cached, keyed by the teacher and the data',
-                      **d)
+  flags.DEFINE_string('workdir', None, 'makes the run resumable: each seed is '
+                      'checkpointed there and a rerun of the same command '
+                      "continues it; with --teacher, the teacher's logits are "
+                      'cached there too', **d)
+  flags.DEFINE_integer('checkpoint_every', 200, 'with --workdir: steps between '
+                       'checkpoints', lower_bound=0, **d)
   flags.DEFINE_bool('eval_only', False, "score the model's own classifier head "
                     'on the dev split(s), without training', **d)
 

@@ -109,9 +109,12 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
 
 
 def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
-        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar):
+        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar,
+        start: int = 0, on_step=None):
   """`steps` train steps over `arrays` in the batches of `train_plan` (one
-  shape, so one compile, per bucket); the final params and last loss."""
+  shape, so one compile, per bucket); the final params and last loss. A
+  resumed run starts at step `start` (the plan's earlier batches skipped);
+  `on_step(step, params, opt_state)` runs after each step (checkpoints)."""
   lengths = glue_data.lengths(arrays)
   buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
   rows = _host_rows(cfg.batch_size)
@@ -122,6 +125,8 @@ def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
   with sharding.constraints(mesh):
     plan = train_plan(lengths, cfg.batch_size, steps, seed, buckets)
     for step, batch in enumerate(plan):
+      if step < start:
+        continue
       host = _batch(arrays, batch.index, cfg.batch_size, batch.length)
       host = {k: v[rows] for k, v in host.items()}
       params, opt_state, loss = compiled.train_step(
@@ -132,18 +137,25 @@ def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
       bar.update(1)
       if step % 50 == 0 or step == steps - 1:
         bar.set_postfix(loss=f'{float(loss):.4f}')
-  return params, float(loss)
+      if on_step is not None:
+        on_step(step + 1, params, opt_state)
+  return params, (float('nan') if loss is None else float(loss))
 
 
 def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
                    task_data: TaskData, cfg: FinetuneConfig,
                    seeds: Sequence[int], progress: bool = True,
-                   keep_params: bool = False) -> list[dict]:
+                   keep_params: bool = False, run=None,
+                   checkpoint_every: int = 0) -> list[dict]:
   """Fine-tune once per seed from the same encoder; per-seed dev results.
 
   Each seed draws its own head initialisation, data order and dropout. With
   `keep_params`, each result also holds its fine-tuned model under '_params'
-  ({'encoder', 'head'}, on the host), which is not part of the JSON."""
+  ({'encoder', 'head'}, on the host), which is not part of the JSON.
+
+  With `run` (a `glue.resume.RunFolder`), a seed that is done there is read
+  back instead of trained, a cut-off one continues from its last checkpoint,
+  and a checkpoint is written every `checkpoint_every` steps."""
   from tqdm.auto import tqdm
 
   mesh = _mesh(cfg)
@@ -162,17 +174,37 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
   device_rest = jax.device_put(rest, compiled.rest)
   results = []
   for seed in seeds:
+    if run is not None:
+      done = run.done(seed, template_host(template))
+      if done is not None:
+        result, params = done
+        results.append(dict(result, **({'_params': params} if keep_params
+                                       else {})))
+        continue
     key_head, key_dropout = jax.random.split(jax.random.key(seed))
     # Fresh buffers from host copies: the train step donates them.
     params = jax.device_put({'encoder': encoder,
                              'head': jax.device_get(new_head(key_head))},
                             compiled.params)
     opt_state = compiled.init_opt(params)
-    with tqdm(total=steps, desc=f'{task.name} seed {seed}', leave=False,
-              disable=not progress, dynamic_ncols=True) as bar:
+    start, on_step = 0, None
+    if run is not None:
+      resumed = run.checkpoint(seed, jax.device_get(params),
+                               jax.device_get(opt_state))
+      if resumed is not None:
+        host_params, host_opt, start = resumed
+        params = jax.device_put(host_params, compiled.params)
+        opt_state = jax.device_put(host_opt, jax.tree.map(
+            lambda x: x.sharding, opt_state))
+      if checkpoint_every:
+        def on_step(step, p, o, seed=seed):
+          if step % checkpoint_every == 0 and step < steps:
+            run.save_checkpoint(seed, p, o, step)
+    with tqdm(total=steps, initial=start, desc=f'{task.name} seed {seed}',
+              leave=False, disable=not progress, dynamic_ncols=True) as bar:
       params, loss = fit(compiled, params, opt_state, device_rest,
                            task_data.train, cfg, steps, key_dropout, seed, mesh,
-                           bar)
+                           bar, start=start, on_step=on_step)
     with sharding.constraints(mesh):
       dev_metrics = evaluate(task, compiled.predict, params, device_rest,
                              task_data.dev, eval_batch, mesh, buckets)
@@ -185,9 +217,16 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
                     'final_loss': loss, 'steps': steps,
                     'padding_fraction': {'train': train_padding,
                                          'eval': eval_padding}})
+    if run is not None:
+      run.finish(seed, params, results[-1])
     if keep_params:
       results[-1]['_params'] = jax.device_get(params)
   return results
+
+
+def template_host(template: dict) -> dict:
+  """Zeros in the shapes of a params template (arrays or shapes)."""
+  return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
 
 
 def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
@@ -196,7 +235,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
              max_steps: int | None = None, seed: int = 0, source: str = 'tsv',
              progress: bool = True, previous: dict | None = None,
              keep_best: bool = False, teacher=None, transfer=None,
-             **overrides) -> dict:
+             run_dir: str | None = None, run_identity: dict | None = None,
+             checkpoint_every: int = 0, **overrides) -> dict:
   """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
 
   `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
@@ -219,6 +259,11 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   `kd_temperature`, `kd_alpha`, `kd_beta`): its logits for every training
   row are computed once, before the seeds run. `transfer` (`glue.data.Examples`,
   labels unused) adds unlabelled rows that the teacher alone teaches.
+
+  `run_dir` makes the run resumable (`glue.resume`): finished seeds are kept
+  there, a cut-off one continues from its checkpoint (every
+  `checkpoint_every` steps); `run_identity` (the model, the teacher, ...)
+  is recorded with the settings, and a folder of another run is refused.
 
   `keep_best` adds '_best': {'seed', 'params'}, the fine-tuned model of the
   median seed (`median_seed`) among the seeds run now, for saving; pop it
@@ -243,8 +288,15 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
     task_data = with_teacher(task_data, teacher, transfer, tokenizer, cfg,
                              bert_config)
   todo = [seed + i for i in range(len(kept), seeds)]
+  run = None
+  if run_dir:
+    from jaxdistil.glue import resume
+    run = resume.RunFolder(run_dir, {
+        'task': task.name, 'settings': settings, 'first_seed': seed,
+        'num_train': int(len(task_data.train['labels'])), **(run_identity or {})})
   ran = (finetune_seeds(task, bert_config, encoder_params, task_data, cfg, todo,
-                        progress, keep_params=keep_best) if todo else [])
+                        progress, keep_params=keep_best, run=run,
+                        checkpoint_every=checkpoint_every) if todo else [])
   models = {r['seed']: r.pop('_params') for r in ran if '_params' in r}
   per_seed = kept + ran
   best = {}

@@ -171,7 +171,7 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           max_train_examples=args.max_train_examples,
           length_buckets=not args.no_length_buckets,
           keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
-          transfer=transfer, **kd_overrides(args))
+          transfer=transfer, **kd_overrides(args), **resumable(args, task))
     best = results[task.name].pop('_best', None)
     if best is not None:
       results[task.name]['saved'] = save_classifier(
@@ -207,6 +207,23 @@ def student_of(bert_cfg, params: dict, layers, where: str):
     raise GlueError(f'--student_layers={",".join(map(str, layers))} for '
                     f'{where}: {str(e).splitlines()[0]}') from None
   return cfg, student
+
+
+def resumable(args, task) -> dict:
+  """run_task's resume arguments: with --workdir, the task's run folder
+  there, checkpointed every --checkpoint_every steps."""
+  workdir = getattr(args, 'workdir', None)
+  if not workdir:
+    return {}
+  identity = {'model': os.path.abspath(os.path.expanduser(args.model)),
+              'teacher': (os.path.abspath(os.path.expanduser(args.teacher))
+                          if getattr(args, 'teacher', None) else None),
+              'student_layers': getattr(args, 'student_layers', None),
+              'transfer_set': getattr(args, 'transfer_set', None),
+              'tokenizer': args.tokenizer}
+  return {'run_dir': os.path.join(workdir, 'runs', task.name),
+          'run_identity': identity,
+          'checkpoint_every': getattr(args, 'checkpoint_every', 0) or 0}
 
 
 def kd_overrides(args) -> dict:
