@@ -133,6 +133,16 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
   b = json.load(open(tmp_path / 'b.json'))['tasks']['SST-2']
   assert a['per_seed'] == b['per_seed']
   assert a['config']['kd_alpha'] == 0.9 and a['config']['kd_temperature'] == 4
+  # Online (the teacher inside the step, on the student's tokens: the same
+  # tokenizer here) matches the cached logits on unchanged inputs. The cached
+  # ones come from length-bucketed prediction batches, so the logits may
+  # differ in the last bits: the losses agree to 1e-4, the metrics exactly.
+  assert run(str(tmp_path / 'online.json'), '--kd_online',
+             f'--workdir={tmp_path / "work_online"}') == 0
+  c = json.load(open(tmp_path / 'online.json'))['tasks']['SST-2']
+  for x, y in zip(a['per_seed'], c['per_seed']):
+    assert x['final_loss'] == pytest.approx(y['final_loss'], abs=1e-4)
+    assert x['metrics'] == pytest.approx(y['metrics'], abs=1e-9)
   # Bad input: one line each, exit 2, nothing written.
   bad = [
       (['--task=MRPC'], "labels (negative, positive) do not match MRPC's"),

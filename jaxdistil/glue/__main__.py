@@ -85,6 +85,9 @@ def define_flags(fv: flags.FlagValues) -> None:
                      'against (1-alpha)*CE on the labels', **d)
   flags.DEFINE_float('kd_beta', 0.5, "with --teacher on a regression: weight "
                      "of the MSE to the teacher's score against the label's", **d)
+  flags.DEFINE_bool('kd_online', False, "with --teacher: run the teacher inside "
+                    "each step on the student's tokens (same tokenizer) instead "
+                    'of caching its logits once', **d)
   flags.DEFINE_string('transfer_set', None, 'with --teacher: a folder of '
                       'unlabelled examples (glue.augment) the teacher labels',
                       **d)

@@ -146,7 +146,7 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
                    task_data: TaskData, cfg: FinetuneConfig,
                    seeds: Sequence[int], progress: bool = True,
                    keep_params: bool = False, run=None,
-                   checkpoint_every: int = 0) -> list[dict]:
+                   checkpoint_every: int = 0, online=None) -> list[dict]:
   """Fine-tune once per seed from the same encoder; per-seed dev results.
 
   Each seed draws its own head initialisation, data order and dropout. With
@@ -155,7 +155,9 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
 
   With `run` (a `glue.resume.RunFolder`), a seed that is done there is read
   back instead of trained, a cut-off one continues from its last checkpoint,
-  and a checkpoint is written every `checkpoint_every` steps."""
+  and a checkpoint is written every `checkpoint_every` steps. `online`
+  ((config, {'encoder', 'head'}, rest) of a teacher) computes the teacher's
+  logits inside the step."""
   from tqdm.auto import tqdm
 
   mesh = _mesh(cfg)
@@ -170,7 +172,11 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
   new_head = lambda key: heads.init_head(bert_cfg, task.num_outputs, key, pooler)
   template = {'encoder': encoder,
               'head': jax.eval_shape(new_head, jax.random.key(0))}
-  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh)
+  if online is not None:
+    rest = dict(rest, teacher={'params': jax.device_get(online[1]),
+                               'rest': jax.device_get(online[2])})
+  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh,
+                           teacher_cfg=online[0] if online is not None else None)
   device_rest = jax.device_put(rest, compiled.rest)
   results = []
   for seed in seeds:
@@ -236,7 +242,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
              progress: bool = True, previous: dict | None = None,
              keep_best: bool = False, teacher=None, transfer=None,
              run_dir: str | None = None, run_identity: dict | None = None,
-             checkpoint_every: int = 0, **overrides) -> dict:
+             checkpoint_every: int = 0, online_teacher=None,
+             **overrides) -> dict:
   """Fine-tune on `task`'s train split `seeds` times; dev metrics and medians.
 
   `task` is a name or a `Task`; `source` 'tsv' (glue_data folders in
@@ -259,6 +266,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   `kd_temperature`, `kd_alpha`, `kd_beta`): its logits for every training
   row are computed once, before the seeds run. `transfer` (`glue.data.Examples`,
   labels unused) adds unlabelled rows that the teacher alone teaches.
+  `online_teacher` ((config, {'encoder', 'head'}, rest), on the student's own
+  tokens: the same tokenizer) runs the teacher inside each step instead.
 
   `run_dir` makes the run resumable (`glue.resume`): finished seeds are kept
   there, a cut-off one continues from its checkpoint (every
@@ -272,11 +281,12 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   task = task if isinstance(task, Task) else get_task(task)
   if seeds < 1:
     raise GlueError(f'seeds={seeds}: at least one run is needed')
-  if transfer is not None and teacher is None:
+  distill = teacher is not None or online_teacher is not None
+  if transfer is not None and not distill:
     raise GlueError('a transfer set is labelled by a teacher: give --teacher too')
   cfg = FinetuneConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs,
                        max_len=max_len, max_steps=max_steps,
-                       distill=teacher is not None, **overrides)
+                       distill=distill, **overrides)
   kd.check_settings(cfg.kd_temperature, cfg.kd_alpha, cfg.kd_beta)
   bucket_lengths(cfg.max_len, cfg.length_buckets)  # malformed: fail before reading
   settings = cfg.settings()
@@ -284,7 +294,7 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   task_data = load_task_data(task, data_dir, tokenizer, cfg,
                              bert_config.vocab_size, source, seed,
                              bert_config.family)
-  if teacher is not None:
+  if distill:
     task_data = with_teacher(task_data, teacher, transfer, tokenizer, cfg,
                              bert_config)
   todo = [seed + i for i in range(len(kept), seeds)]
@@ -296,7 +306,8 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
         'num_train': int(len(task_data.train['labels'])), **(run_identity or {})})
   ran = (finetune_seeds(task, bert_config, encoder_params, task_data, cfg, todo,
                         progress, keep_params=keep_best, run=run,
-                        checkpoint_every=checkpoint_every) if todo else [])
+                        checkpoint_every=checkpoint_every,
+                        online=online_teacher) if todo else [])
   models = {r['seed']: r.pop('_params') for r in ran if '_params' in r}
   per_seed = kept + ran
   best = {}
@@ -316,24 +327,27 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
 
 def with_teacher(task_data: TaskData, teacher, transfer, tokenizer,
                  cfg: FinetuneConfig, bert_cfg: bert.BertConfig) -> TaskData:
-  """The training rows with the teacher's logits ('teacher_logits') and
+  """The training rows with the teacher's logits ('teacher_logits'; none
+  when `teacher` is None: an online teacher computes them in the step) and
   'label_weights' (1 for labelled rows, 0 for the transfer set's)."""
   train = dict(task_data.train)
   n = len(train['labels'])
-  train['teacher_logits'] = np.asarray(
-      teacher(task_data.train_examples, glue_data.TRAIN), np.float32)
+  if teacher is not None:
+    train['teacher_logits'] = np.asarray(
+        teacher(task_data.train_examples, glue_data.TRAIN), np.float32)
   train['label_weights'] = np.ones(n, np.float32)
   if transfer is not None:
     if len(transfer) == 0:
       raise GlueError('the transfer set is empty: make it again, or drop it')
     style = 'roberta' if bert_cfg.family in bert.ROBERTA_FAMILIES else 'bert'
     extra = glue_data.encode(transfer, tokenizer, cfg.max_len, style)
-    extra['teacher_logits'] = np.asarray(teacher(transfer, 'transfer'),
-                                         np.float32)
+    if teacher is not None:
+      extra['teacher_logits'] = np.asarray(teacher(transfer, 'transfer'),
+                                           np.float32)
     extra['label_weights'] = np.zeros(len(transfer), np.float32)
     extra['labels'] = np.zeros_like(train['labels'], shape=(len(transfer),))
     train = {k: np.concatenate([train[k], extra[k]]) for k in train}
-  if len(train['teacher_logits']) != len(train['labels']):
+  if teacher is not None and len(train['teacher_logits']) != len(train['labels']):
     raise GlueError(f'the teacher gave {len(train["teacher_logits"])} rows of '
                     f'logits for {len(train["labels"])} training examples')
   return dataclasses.replace(task_data, train=train)

@@ -147,10 +147,13 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
   if eval_only and getattr(loaded, 'head', None) is None:
     raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
                     f'{args.model} has none: fine-tune it (drop --eval_only)')
-  teacher = transfer = None
+  teacher = transfer = online = None
   if getattr(args, 'teacher', None):
     teacher = make_teacher(args.teacher, tasks[0], args.max_len,
                            getattr(args, 'workdir', None))
+    if getattr(args, 'kd_online', False):
+      online = teacher.online(tokenizer, bert_cfg.family, args.max_len)
+      teacher = None
   if getattr(args, 'transfer_set', None):
     from jaxdistil.glue import augment
     transfer = augment.read_transfer_set(args.transfer_set).examples
@@ -171,7 +174,8 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           max_train_examples=args.max_train_examples,
           length_buckets=not args.no_length_buckets,
           keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
-          transfer=transfer, **kd_overrides(args), **resumable(args, task))
+          transfer=transfer, online_teacher=online, **kd_overrides(args),
+          **resumable(args, task))
     best = results[task.name].pop('_best', None)
     if best is not None:
       results[task.name]['saved'] = save_classifier(
@@ -220,6 +224,7 @@ def resumable(args, task) -> dict:
                           if getattr(args, 'teacher', None) else None),
               'student_layers': getattr(args, 'student_layers', None),
               'transfer_set': getattr(args, 'transfer_set', None),
+              'kd_online': bool(getattr(args, 'kd_online', False)),
               'tokenizer': args.tokenizer}
   return {'run_dir': os.path.join(workdir, 'runs', task.name),
           'run_identity': identity,
@@ -274,6 +279,27 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
     return teacher_cache.load_or_compute(
         os.path.join(workdir, 'teacher_logits'), task.name, split,
         fingerprint[0], data, lambda: compute(examples))
+
+  def online(student_tokenizer, student_family: str, max_len: int):
+    """(config, {'encoder', 'head'}, rest) for `run_task(online_teacher=)`:
+    only where the teacher would read the student's own tokens."""
+    from jaxdistil.data import tokenizer as tokenizer_lib
+    roberta = ('roberta', 'xlm-roberta')
+    same = (tokenizer_lib.fingerprint(tok) ==
+            tokenizer_lib.fingerprint(student_tokenizer)
+            and (family in roberta) == (student_family in roberta))
+    if not same:
+      raise GlueError(f'--kd_online runs the teacher on the student\'s tokens, '
+                      f'but {path} has another tokenizer: drop --kd_online (the '
+                      f'cached mode tokenizes the text for each)')
+    if max_len > loaded.config.max_position_embeddings:
+      raise GlueError(f'--max_len={max_len} exceeds the teacher\'s '
+                      f'{loaded.config.max_position_embeddings} positions')
+    from jaxdistil.glue import heads
+    encoder, rest, _ = heads.split_encoder_params(loaded.config, loaded.params)
+    return loaded.config, {'encoder': encoder, 'head': head}, rest
+
+  teacher.online = online
   return teacher
 
 

@@ -30,8 +30,14 @@ from jaxdistil.models import bert
 # ----------------------------------------------------------------------------
 # The model: encoder + head, as pure functions
 
+# Where an online teacher travels in `rest`: {'params': {'encoder', 'head'},
+# 'rest': its untrained MLM head}, replicated and never trained.
+TEACHER = 'teacher'
+
+
 def forward(cfg: bert.BertConfig, params: dict, rest: dict, batch: dict,
             head_dropout: float, rng=None):
+  rest = {k: v for k, v in rest.items() if k != TEACHER}
   enc_rng = head_rng = None
   if rng is not None:
     enc_rng, head_rng = jax.random.split(rng)
@@ -55,8 +61,15 @@ def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
                batch, key, step, distill: tuple | None = None):
   """One AdamW step; pure (dropout keyed on (key, step)). With `distill`
   (T, alpha, beta), the loss is `kd.task_loss` against the batch's
-  'teacher_logits', the labels weighted by its 'label_weights'."""
+  'teacher_logits', the labels weighted by its 'label_weights'. With
+  (T, alpha, beta, teacher_cfg), the teacher in `rest` computes those logits
+  in the step itself (online), on the batch's own tokens."""
   rng = jax.random.fold_in(key, step)
+  if distill is not None and len(distill) == 4:
+    t = rest[TEACHER]
+    batch = dict(batch, teacher_logits=jax.lax.stop_gradient(
+        forward(distill[3], t['params'], t['rest'], batch, 0.0)))
+    distill = distill[:3]
 
   def loss_of(p):
     logits = forward(cfg, p, rest, batch, head_dropout, rng)
@@ -158,9 +171,11 @@ class Compiled(NamedTuple):
 
 
 def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
-                  template: dict, rest: dict, steps: int, mesh) -> Compiled:
+                  template: dict, rest: dict, steps: int, mesh,
+                  teacher_cfg: bert.BertConfig | None = None) -> Compiled:
   """The jitted, sharded train step, prediction and optimizer init; `template`
-  is the params tree (arrays or shapes)."""
+  is the params tree (arrays or shapes). `teacher_cfg`: the online teacher's
+  config (its params are `rest['teacher']`)."""
   replicated = NamedSharding(mesh, P())
   p_sh = param_shardings(bert_cfg, template, mesh)
   tx = optim.make(cfg.optim_config(), steps,
@@ -171,6 +186,8 @@ def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
   batch_sh = sharding.batch_sharding(mesh)
   distill = ((cfg.kd_temperature, cfg.kd_alpha, cfg.kd_beta) if cfg.distill
              else None)
+  if distill is not None and teacher_cfg is not None:
+    distill += (teacher_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0),)
   step = jax.jit(
       functools.partial(train_step, bert_cfg, tx, task.is_regression,
                         cfg.head_dropout, distill=distill),
