@@ -37,7 +37,7 @@ for epochs in 3 10; do
       --student_layers=0,2,5 --epochs=$epochs --name="3 layers alone, ${epochs} ep"
     step "$OUT/kd_${epochs}ep/$task.json" --model="$MINILM" --task="$task" \
       --student_layers=0,2,5 --epochs=$epochs --teacher="$WORK/teacher/$task" \
-      --workdir="$WORK/cache" --kd_alpha=0.5 --kd_temperature=2 \
+      --workdir="$WORK/kd_${epochs}ep" --kd_alpha=0.5 --kd_temperature=2 \
       --name="3 layers + task distillation, ${epochs} ep"
   done
 done
