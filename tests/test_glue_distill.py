@@ -143,6 +143,14 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
   for x, y in zip(a['per_seed'], c['per_seed']):
     assert x['final_loss'] == pytest.approx(y['final_loss'], abs=1e-4)
     assert x['metrics'] == pytest.approx(y['metrics'], abs=1e-9)
+  # TinyBERT's stage 1 first, then the logits (online: it needs the
+  # teacher's hidden states).
+  assert run(str(tmp_path / 'stage1.json'), '--kd_online',
+             '--kd_intermediate_steps=3',
+             f'--workdir={tmp_path / "work_stage1"}') == 0
+  d = json.load(open(tmp_path / 'stage1.json'))['tasks']['SST-2']
+  assert d['config']['kd_intermediate_steps'] == 3
+  assert d['per_seed'][0]['final_loss'] != c['per_seed'][0]['final_loss']
   # Bad input: one line each, exit 2, nothing written.
   bad = [
       (['--task=MRPC'], "labels (negative, positive) do not match MRPC's"),
@@ -151,6 +159,7 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
       (['--kd_temperature=0'], '--kd_temperature=0.0: the temperature must be > 0'),
       (['--kd_alpha=1.5'], '--kd_alpha=1.5: must be in [0, 1]'),
       ([f'--teacher={tmp_path / "student"}'], 'has no classifier head'),
+      (['--kd_intermediate_steps=2'], 'give --kd_online too'),
   ]
   for extra, want in bad:
     capsys.readouterr()
@@ -226,3 +235,49 @@ def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
                          text=True, timeout=600)
   assert other.returncode == 2 and 'belongs to another run' in other.stderr
   assert other.stderr.strip().count('\n') == 0
+
+
+def test_the_intermediate_loss_is_zero_for_a_copy_of_the_teacher_only():
+  from jaxdistil.glue import step
+  t_cfg, t_params = tiny(120, layers=2, seed=3)
+  t_cfg = t_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  encoder, rest, _ = heads.split_encoder_params(t_cfg, t_params)
+  rest = dict(rest, teacher={'params': {'encoder': encoder}, 'rest': rest})
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 120, size=(4, 9)).astype(np.int32)
+  mask = np.ones_like(ids)
+  mask[1, 6:] = 0
+  batch = {'input_ids': ids, 'attention_mask': mask,
+           'token_type_ids': np.zeros_like(ids),
+           'weights': np.ones(4, np.float32)}
+  same = step.intermediate_loss(t_cfg, t_cfg, (0, 1, 2), encoder, rest, batch, None)
+  assert float(same) == pytest.approx(0.0, abs=1e-10)
+  # A one-layer student drawn from teacher layer 1: its embeddings match
+  # (0 <- 0) and its layer is the teacher's second, fed another input, so the
+  # loss is the hidden and attention MSE of that one mismatch, > 0.
+  s_cfg = t_cfg.replace(num_layers=1)
+  s_enc = {'embeddings': encoder['embeddings'],
+           'encoder': {'layer_0': encoder['encoder']['layer_1']}}
+  other = step.intermediate_loss(s_cfg, t_cfg, (0, 2), s_enc, rest, batch, None)
+  assert float(other) > 1e-7
+  # Against NumPy: the hidden-state term alone, recomputed from the outputs.
+  s_out = bert.apply(s_cfg, {**s_enc, **{k: v for k, v in rest.items()
+                                         if k != 'teacher'}},
+                     ids, mask, np.zeros_like(ids))
+  t_out = bert.apply(t_cfg, {**encoder, **{k: v for k, v in rest.items()
+                                           if k != 'teacher'}},
+                     ids, mask, np.zeros_like(ids))
+  m = mask.astype(np.float64)
+  want_hidden = 0.0
+  for i, j in ((0, 0), (1, 2)):
+    sq = np.square(np.asarray(s_out.hidden_states[i], np.float64)
+                   - np.asarray(t_out.hidden_states[j], np.float64)).mean(-1)
+    want_hidden += (sq * m).sum() / m.sum()
+  assert float(other) >= want_hidden - 1e-6        # plus the attention term
+  from jaxdistil.glue import kd
+  s_att = kd.attention_scores(s_cfg, s_enc, s_out.hidden_states[0], 0)
+  t_att = kd.attention_scores(t_cfg, encoder, t_out.hidden_states[1], 1)
+  pair = (m[:, :, None] * m[:, None, :])[:, None]
+  sq = np.square(np.asarray(s_att, np.float64) - np.asarray(t_att, np.float64))
+  want_att = (sq * pair).sum() / np.broadcast_to(pair, sq.shape).sum()
+  assert float(other) == pytest.approx(want_hidden + want_att, rel=1e-5)

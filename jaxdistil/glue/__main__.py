@@ -88,6 +88,10 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_bool('kd_online', False, "with --teacher: run the teacher inside "
                     "each step on the student's tokens (same tokenizer) instead "
                     'of caching its logits once', **d)
+  flags.DEFINE_integer('kd_intermediate_steps', 0, 'with --teacher and '
+                       "--kd_online: first this many steps of TinyBERT's "
+                       'stage 1 (hidden states and attention scores matched '
+                       'layer by layer)', lower_bound=0, **d)
   flags.DEFINE_string('transfer_set', None, 'with --teacher: a folder of '
                       'unlabelled examples (glue.augment) the teacher labels',
                       **d)

@@ -33,6 +33,8 @@ class FinetuneConfig:
   kd_temperature: float = kd.TEMPERATURE
   kd_alpha: float = kd.ALPHA
   kd_beta: float = kd.BETA
+  # TinyBERT's stage 1 first (`glue.step.intermediate_loss`), this many steps.
+  kd_intermediate_steps: int = 0
 
   def settings(self) -> dict:
     """The settings a result records (and a top-up compares); the
@@ -40,7 +42,8 @@ class FinetuneConfig:
     fine-tuning read the same as before they existed."""
     out = {**dataclasses.asdict(self), 'mesh': dict(self.mesh)}
     if not self.distill:
-      for k in ('distill', 'kd_temperature', 'kd_alpha', 'kd_beta'):
+      for k in ('distill', 'kd_temperature', 'kd_alpha', 'kd_beta',
+                'kd_intermediate_steps'):
         del out[k]
     return out
 

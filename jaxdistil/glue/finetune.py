@@ -61,7 +61,8 @@ from jaxdistil.glue.batching import (  # noqa: F401
 from jaxdistil.glue.config import FinetuneConfig  # noqa: F401
 from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize  # noqa: F401
 from jaxdistil.glue.step import (  # noqa: F401
-    Compiled, _gather, _host_rows, _mesh, _round_up, check_settings, compile_steps,
+    Compiled, _gather, _host_rows, _mesh, _round_up, check_settings,
+    compile_intermediate, compile_steps,
     evaluate, forward, loss_fn, param_shardings, predict_logits, predict_step,
     train_step)
 from jaxdistil.glue.tasks import GlueError, Task, get as get_task
@@ -178,6 +179,13 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
   compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh,
                            teacher_cfg=online[0] if online is not None else None)
   device_rest = jax.device_put(rest, compiled.rest)
+  stage1 = None
+  if cfg.kd_intermediate_steps:
+    if online is None:
+      raise GlueError('the intermediate stage matches the teacher\'s hidden '
+                      'states inside the step: give --kd_online too')
+    stage1 = compile_intermediate(bert_cfg, online[0], cfg, template, rest,
+                                  cfg.kd_intermediate_steps, mesh)
   results = []
   for seed in seeds:
     if run is not None:
@@ -206,6 +214,11 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
         def on_step(step, p, o, seed=seed):
           if step % checkpoint_every == 0 and step < steps:
             run.save_checkpoint(seed, p, o, step)
+    if stage1 is not None and start == 0:
+      params = intermediate_stage(stage1, params, device_rest, task_data.train,
+                                  cfg, jax.random.fold_in(key_dropout, 1), seed,
+                                  mesh, progress, task.name)
+      opt_state = compiled.init_opt(params)
     with tqdm(total=steps, initial=start, desc=f'{task.name} seed {seed}',
               leave=False, disable=not progress, dynamic_ncols=True) as bar:
       params, loss = fit(compiled, params, opt_state, device_rest,
@@ -228,6 +241,19 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
     if keep_params:
       results[-1]['_params'] = jax.device_get(params)
   return results
+
+
+def intermediate_stage(stage1: Compiled, params, rest, arrays, cfg, key, seed,
+                       mesh, progress: bool, name: str):
+  """The encoder after `cfg.kd_intermediate_steps` steps of TinyBERT's
+  stage 1 (the head as it was)."""
+  from tqdm.auto import tqdm
+  encoder = {'encoder': params['encoder']}
+  with tqdm(total=cfg.kd_intermediate_steps, desc=f'{name} seed {seed} stage 1',
+            leave=False, disable=not progress, dynamic_ncols=True) as bar:
+    encoder, _ = fit(stage1, encoder, stage1.init_opt(encoder), rest, arrays, cfg,
+                     cfg.kd_intermediate_steps, key, seed, mesh, bar)
+  return {'encoder': encoder['encoder'], 'head': params['head']}
 
 
 def template_host(template: dict) -> dict:

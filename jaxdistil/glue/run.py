@@ -235,7 +235,8 @@ def kd_overrides(args) -> dict:
   if not getattr(args, 'teacher', None):
     return {}
   return {'kd_temperature': args.kd_temperature, 'kd_alpha': args.kd_alpha,
-          'kd_beta': args.kd_beta}
+          'kd_beta': args.kd_beta,
+          'kd_intermediate_steps': getattr(args, 'kd_intermediate_steps', 0)}
 
 
 def make_teacher(path: str, task, max_len: int, workdir: str | None):

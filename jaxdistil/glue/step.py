@@ -208,3 +208,61 @@ def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None
     raise GlueError(f'max_len={cfg.max_len} exceeds the model\'s '
                     f'{bert_cfg.max_position_embeddings} positions')
   bucket_lengths(cfg.max_len, cfg.length_buckets)    # one line if malformed
+
+
+# ----------------------------------------------------------------------------
+# TinyBERT's intermediate stage: the student's hidden states and attention
+# scores learn the teacher's, layer by layer (before the logits are taught)
+
+def intermediate_loss(cfg, teacher_cfg, layer_map, encoder, rest, batch, rng):
+  """kd.hidden_mse over every hidden state (embeddings included) plus
+  kd.attention_mse over every student layer, each student state i matched
+  with the teacher's layer_map[i] (`kd.uniform_layer_map`)."""
+  t = rest[TEACHER]
+  mine = {k: v for k, v in rest.items() if k != TEACHER}
+  args = (batch['input_ids'], batch['attention_mask'], batch['token_type_ids'])
+  s_out = bert.apply(cfg, {**encoder, **mine}, *args, dropout_rng=rng)
+  t_out = bert.apply(teacher_cfg, {**t['params']['encoder'], **t['rest']}, *args)
+  hidden, _ = kd.hidden_mse(s_out.hidden_states, t_out.hidden_states,
+                            batch['attention_mask'], layer_map,
+                            weights=batch['weights'])
+  s_scores = [kd.attention_scores(cfg, encoder, s_out.hidden_states[i - 1], i - 1)
+              for i in range(1, len(layer_map))]
+  t_scores = [kd.attention_scores(teacher_cfg, t['params']['encoder'],
+                                  t_out.hidden_states[j - 1], j - 1)
+              for j in layer_map[1:]]
+  attention, _ = kd.attention_mse(s_scores, t_scores, batch['attention_mask'],
+                                  batch['weights'])
+  return hidden + attention
+
+
+def intermediate_step(cfg, teacher_cfg, layer_map, tx, params, opt_state, rest,
+                      batch, key, step):
+  """One AdamW step of the intermediate stage on the encoder alone (`params`
+  is {'encoder'}: the head is not touched, not even by weight decay)."""
+  rng = jax.random.fold_in(key, step)
+  loss, grads = jax.value_and_grad(
+      lambda p: intermediate_loss(cfg, teacher_cfg, layer_map, p['encoder'],
+                                  rest, batch, rng))(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss
+
+
+def compile_intermediate(bert_cfg, teacher_cfg, cfg: FinetuneConfig, template,
+                         rest: dict, steps: int, mesh) -> Compiled:
+  """`compile_steps` for the intermediate stage (params {'encoder'} only)."""
+  replicated = NamedSharding(mesh, P())
+  tree = {'encoder': template['encoder']}
+  p_sh = {'encoder': param_shardings(bert_cfg, dict(tree, head={}), mesh)['encoder']}
+  tx = optim.make(cfg.optim_config(), steps, jax.tree.map(lambda _: False, tree))
+  o_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, tree), p_sh,
+                                        tree, mesh)
+  rest_sh = jax.tree.map(lambda _: replicated, rest)
+  layer_map = kd.uniform_layer_map(bert_cfg.num_layers, teacher_cfg.num_layers)
+  t_cfg = teacher_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  step = jax.jit(
+      functools.partial(intermediate_step, bert_cfg, t_cfg, layer_map, tx),
+      in_shardings=(p_sh, o_sh, rest_sh, sharding.batch_sharding(mesh),
+                    replicated, replicated),
+      out_shardings=(p_sh, o_sh, replicated), donate_argnums=(0, 1))
+  return Compiled(step, None, jax.jit(tx.init, out_shardings=o_sh), p_sh, rest_sh)
