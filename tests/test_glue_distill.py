@@ -281,3 +281,61 @@ def test_the_intermediate_loss_is_zero_for_a_copy_of_the_teacher_only():
   sq = np.square(np.asarray(s_att, np.float64) - np.asarray(t_att, np.float64))
   want_att = (sq * pair).sum() / np.broadcast_to(pair, sq.shape).sum()
   assert float(other) == pytest.approx(want_hidden + want_att, rel=1e-5)
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, capsys):
+  transformers = pytest.importorskip('transformers')
+  pytest.importorskip('torch')
+  from jaxdistil import augment as augment_cli
+  from jaxdistil import convert
+  from jaxdistil.glue import augment
+  glue = str(tmp_path / 'glue')
+  glue_subset(GLUE, glue, 'SST-2', 24, 8)
+  mlm = str(tmp_path / 'mlm')
+  config = transformers.BertConfig(vocab_size=30522, hidden_size=32,
+                                   num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=64)
+  transformers.BertForMaskedLM(config).save_pretrained(mlm)
+  transformers.BertTokenizer(os.path.join(VOCAB, 'vocab.txt')).save_pretrained(mlm)
+  out = str(tmp_path / 'transfer')
+  args = [f'--mlm={mlm}', '--task=SST-2', f'--data_dir={glue}', f'--output={out}',
+          '--copies=2', '--max_len=32']
+  assert augment_cli.main(args) == 0
+  transfer = augment.read_transfer_set(out)
+  assert len(transfer.examples) == 48 and not transfer.label_weights.any()
+  # Called again: done already, the same folder and bytes.
+  before = {f: open(os.path.join(out, f), 'rb').read() for f in os.listdir(out)}
+  assert augment_cli.main(args) == 0
+  assert before == {f: open(os.path.join(out, f), 'rb').read()
+                    for f in os.listdir(out)}
+  # A model without a trained MLM head is refused in one line.
+  bare = str(tmp_path / 'bare')
+  transformers.BertModel(config).save_pretrained(bare)
+  transformers.BertTokenizer(os.path.join(VOCAB, 'vocab.txt')).save_pretrained(bare)
+  capsys.readouterr()
+  assert augment_cli.main([f'--mlm={bare}'] + args[1:3] +
+                          [f'--output={tmp_path / "t2"}']) == 2
+  err = capsys.readouterr().err.strip()
+  assert 'no trained masked-LM head' in err and '\n' not in err
+  # The teacher labels the transfer set; the student trains on both.
+  t_cfg, t_params = tiny(len(tok), layers=2, seed=1)
+  s_cfg, s_params = tiny(len(tok), layers=1, seed=2)
+  convert.save_model(str(tmp_path / 't_base'), t_cfg, t_params, 'distilbert',
+                     tokenizer_dir=VOCAB)
+  convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
+                     tokenizer_dir=VOCAB)
+  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
+            '--task=SST-2']
+  teacher = str(tmp_path / 'teacher')
+  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=2',
+                        f'--save={teacher}'] + common) == 0
+  res = str(tmp_path / 'r.json')
+  assert glue_cli.main([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
+                        f'--transfer_set={out}', '--epochs=1', f'--output={res}',
+                        f'--workdir={tmp_path / "w"}'] + common) == 0
+  got = json.load(open(res))['tasks']['SST-2']
+  assert got['num_train'] == 24 + 48
+  cached = sorted(os.listdir(tmp_path / 'w' / 'teacher_logits'))
+  assert any('transfer' in f for f in cached) and any('train' in f for f in cached)
