@@ -24,20 +24,28 @@ step() {   # step OUTPUT_JSON ARGS...: run glue unless OUTPUT_JSON exists
   python -m jaxdistil.glue "$@" "${COMMON[@]}" --output="$out"
 }
 
-for task in $TASKS; do
-  if [ ! -f "$OUT/teacher/$task.json" ]; then
-    rm -rf "$WORK/teacher/$task"          # a save cut off before its JSON
-    step "$OUT/teacher/$task.json" --model="$MINILM" --task="$task" \
-      --save="$WORK/teacher/$task"
+teacher() {
+  if [ ! -f "$OUT/teacher/$1.json" ]; then
+    rm -rf "$WORK/teacher/$1"            # a save cut off before its JSON
+    step "$OUT/teacher/$1.json" --model="$MINILM" --task="$1" \
+      --save="$WORK/teacher/$1"
   fi
+}
+
+students() {   # students TASK EPOCHS
+  step "$OUT/alone_${2}ep/$1.json" --model="$MINILM" --task="$1" \
+    --student_layers=0,2,5 --epochs="$2" --name="3 layers alone, ${2} ep"
+  step "$OUT/kd_${2}ep/$1.json" --model="$MINILM" --task="$1" \
+    --student_layers=0,2,5 --epochs="$2" --teacher="$WORK/teacher/$1" \
+    --workdir="$WORK/kd_${2}ep" --kd_alpha=0.5 --kd_temperature=2 \
+    --name="3 layers + task distillation, ${2} ep"
+}
+
+# Task by task, so that each finished task is a complete comparison.
+for task in $TASKS; do
+  teacher "$task"
+  students "$task" 3
 done
-for epochs in 3 10; do
-  for task in $TASKS; do
-    step "$OUT/alone_${epochs}ep/$task.json" --model="$MINILM" --task="$task" \
-      --student_layers=0,2,5 --epochs=$epochs --name="3 layers alone, ${epochs} ep"
-    step "$OUT/kd_${epochs}ep/$task.json" --model="$MINILM" --task="$task" \
-      --student_layers=0,2,5 --epochs=$epochs --teacher="$WORK/teacher/$task" \
-      --workdir="$WORK/kd_${epochs}ep" --kd_alpha=0.5 --kd_temperature=2 \
-      --name="3 layers + task distillation, ${epochs} ep"
-  done
+for task in $TASKS; do
+  students "$task" 10
 done
