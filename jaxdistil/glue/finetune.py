@@ -43,6 +43,7 @@ from __future__ import annotations
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Sequence
 
 import jax
@@ -111,11 +112,12 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
 
 def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
         cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar,
-        start: int = 0, on_step=None):
+        start: int = 0, on_step=None, times: list | None = None):
   """`steps` train steps over `arrays` in the batches of `train_plan` (one
   shape, so one compile, per bucket); the final params and last loss. A
   resumed run starts at step `start` (the plan's earlier batches skipped);
-  `on_step(step, params, opt_state)` runs after each step (checkpoints)."""
+  `on_step(step, params, opt_state)` runs after each step (checkpoints);
+  `times` gets each step's wall seconds (compiles included)."""
   lengths = glue_data.lengths(arrays)
   buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
   rows = _host_rows(cfg.batch_size)
@@ -128,6 +130,7 @@ def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
     for step, batch in enumerate(plan):
       if step < start:
         continue
+      t0 = time.perf_counter()
       host = _batch(arrays, batch.index, cfg.batch_size, batch.length)
       host = {k: v[rows] for k, v in host.items()}
       params, opt_state, loss = compiled.train_step(
@@ -135,6 +138,8 @@ def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
           np.int32(step))
       if sync:
         loss.block_until_ready()
+      if times is not None:
+        times.append(time.perf_counter() - t0)
       bar.update(1)
       if step % 50 == 0 or step == steps - 1:
         bar.set_postfix(loss=f'{float(loss):.4f}')
@@ -221,9 +226,10 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
       opt_state = compiled.init_opt(params)
     with tqdm(total=steps, initial=start, desc=f'{task.name} seed {seed}',
               leave=False, disable=not progress, dynamic_ncols=True) as bar:
+      times = []
       params, loss = fit(compiled, params, opt_state, device_rest,
                            task_data.train, cfg, steps, key_dropout, seed, mesh,
-                           bar, start=start, on_step=on_step)
+                           bar, start=start, on_step=on_step, times=times)
     with sharding.constraints(mesh):
       dev_metrics = evaluate(task, compiled.predict, params, device_rest,
                              task_data.dev, eval_batch, mesh, buckets)
@@ -238,6 +244,13 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
                                          'eval': eval_padding}})
     if run is not None:
       run.finish(seed, params, results[-1])
+    # Wall time of the steps run in this process (a resumed seed: its last
+    # part) and the median step (compiles fall in each bucket's first step);
+    # kept apart from the result, which does not depend on the machine.
+    results[-1]['_timing'] = {'seed': int(seed), 'train_s': float(sum(times)),
+                              'steps_timed': len(times),
+                              'step_s_median': (float(np.median(times))
+                                                if times else None)}
     if keep_params:
       results[-1]['_params'] = jax.device_get(params)
   return results
@@ -335,6 +348,7 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
                         checkpoint_every=checkpoint_every,
                         online=online_teacher) if todo else [])
   models = {r['seed']: r.pop('_params') for r in ran if '_params' in r}
+  timing = [r.pop('_timing') for r in ran if '_timing' in r]
   per_seed = kept + ran
   best = {}
   if keep_best and models:
@@ -348,7 +362,7 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
           'padding_fraction': {
               k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
               for k in ('train', 'eval')},
-          'config': settings, **best}
+          'config': settings, **({'timing': timing} if timing else {}), **best}
 
 
 def with_teacher(task_data: TaskData, teacher, transfer, tokenizer,
