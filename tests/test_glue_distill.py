@@ -339,3 +339,41 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
   assert got['num_train'] == 24 + 48
   cached = sorted(os.listdir(tmp_path / 'w' / 'teacher_logits'))
   assert any('transfer' in f for f in cached) and any('train' in f for f in cached)
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_teacher_with_another_tokenizer_reads_the_raw_text_itself(tok, tmp_path):
+  """A RoBERTa teacher (byte-level BPE) for a BERT-vocabulary student: the
+  logits it gives for the training rows are `transformers`' own on the raw
+  texts with the teacher's tokenizer (1e-4), not anything of the student's."""
+  transformers = pytest.importorskip('transformers')
+  torch = pytest.importorskip('torch')
+  from helpers import bpe_tokenizer_dir
+  from jaxdistil.glue import data as glue_data
+  from jaxdistil.glue import run as glue_run
+  glue = str(tmp_path / 'glue')
+  glue_subset(GLUE, glue, 'MRPC', 12, 4)
+  task = tasks.get('MRPC')
+  train = glue_data.read_split(task, 'train', glue, 'tsv')
+  path = str(tmp_path / 'roberta')
+  bpe_tokenizer_dir(path, train.text_a + train.text_b, vocab_size=400)
+  config = transformers.RobertaConfig(
+      vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+      intermediate_size=64, max_position_embeddings=80, type_vocab_size=1,
+      pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2,
+      id2label={0: 'not_equivalent', 1: 'equivalent'},
+      label2id={'not_equivalent': 0, 'equivalent': 1})
+  torch.manual_seed(0)
+  model = transformers.RobertaForSequenceClassification(config).eval()
+  model.save_pretrained(path)
+  teacher = glue_run.make_teacher(path, task, 64, None)
+  ours = teacher(train, 'train')
+  hf_tok = transformers.AutoTokenizer.from_pretrained(path)
+  enc = hf_tok(train.text_a, train.text_b, truncation=True, max_length=64,
+               padding=True, return_tensors='pt')
+  with torch.no_grad():
+    want = model(**enc).logits.numpy()
+  np.testing.assert_allclose(ours, want, atol=1e-4, rtol=0)
+  # ... and the student's vocabulary could not even express these ids.
+  assert hf_tok.vocab_size != len(tok)
