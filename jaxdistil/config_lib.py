@@ -19,8 +19,9 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdistil import losses, optim
-from jaxdistil.models import bert, student_init
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models import config as model_config
+from jaxdistil.models import student_init
+from jaxdistil.models.config import BertConfig
 
 
 class ConfigError(ValueError):
@@ -337,9 +338,9 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     if m.hidden_size % m.num_heads:
       fail(f'{name}.hidden_size={m.hidden_size} is not divisible by '
            f'num_heads={m.num_heads}: choose a head count that divides it')
-  if t.hidden_act not in bert.ACTIVATIONS:
+  if t.hidden_act not in model_config.ACTIVATIONS:
     fail(f'model.teacher.hidden_act={t.hidden_act!r} is not supported: use one '
-         f'of {bert.ACTIVATIONS}')
+         f'of {model_config.ACTIVATIONS}')
   if c.nonfinite not in ('stop', 'skip'):
     fail(f'nonfinite={c.nonfinite!r}: use "stop" or "skip"')
   if c.dtype not in ('float32', 'bfloat16'):
@@ -386,10 +387,10 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
          f'positions the teacher has'
          + (f' ({positions} less the {t.position_offset} RoBERTa sets aside)'
             if t.position_offset else '') + ': lower max_len')
-  if t.family not in bert.FAMILIES:
-    fail(f'model.teacher.family={t.family!r}: use one of {", ".join(bert.FAMILIES)}')
-  if c.model.remat not in bert.REMAT:
-    fail(f'model.remat={c.model.remat!r} is not one of {", ".join(bert.REMAT)}: '
+  if t.family not in model_config.FAMILIES:
+    fail(f'model.teacher.family={t.family!r}: use one of {", ".join(model_config.FAMILIES)}')
+  if c.model.remat not in model_config.REMAT:
+    fail(f'model.remat={c.model.remat!r} is not one of {", ".join(model_config.REMAT)}: '
          f'use none, dots (keep matmul outputs) or full (recompute each layer)')
   m = c.masking
   if not 0.0 < m.mask_prob <= 1.0:
@@ -424,6 +425,7 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     fail(f'batch_size={c.batch_size} must be >= 1 (rows per optimizer step)')
   if c.optim.lr_mults:
     import jax
+    from jaxdistil.models import bert
     abstract = jax.eval_shape(lambda: bert.init(s, jax.random.key(0)))
     try:
       optim.lr_multipliers(abstract, optim_config(c).lr_mults)

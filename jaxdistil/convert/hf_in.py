@@ -27,7 +27,7 @@ from jaxdistil.convert.hf_files import (ConvertError, Tensors, has_tokenizer,
                                         read_config, resolve)
 from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 class MissingHeadError(ConvertError):

@@ -26,7 +26,7 @@ from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.convert import hf_config as hf_config_lib
 from jaxdistil.convert import names
 from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ from jaxdistil.convert.classifier import ClassifierInfo
 from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
 from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 MODEL_FILE = 'jaxdistil_model.json'
 FORMAT = 'jaxdistil-model'

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 @dataclasses.dataclass(frozen=True)
