@@ -31,7 +31,7 @@ from ml_collections import config_flags
 from jaxdistil import (build, checkpoint, distributed, flops, fs, memory_fit,
                        sharding, workdir as layout)
 from jaxdistil.config_lib import ConfigError
-from jaxdistil.convert import ConvertError
+from jaxdistil.convert import ConvertError, export_student
 from jaxdistil.data.batches import make_data, schedule_epochs
 from jaxdistil.metrics_writer import Writer
 from jaxdistil.step import summarize_eval
@@ -167,7 +167,7 @@ def train(config, workdir: str) -> dict:
   hf = None
   if log.last_saved == config.total_steps and jax.process_index() == 0:
     try:
-      hf = layout.export_student(workdir, run.step_config.student.replace(
+      hf = export_student(workdir, run.step_config.student.replace(
           dtype='float32'), jax.device_get(state.params))
     except ConvertError as e:
       print(f'jaxdistil.train: warning: no HF export: {e}', file=sys.stderr)

@@ -29,8 +29,9 @@ import numpy as np
 from jaxdistil import fs, workdir
 from jaxdistil.convert import hf_in
 from jaxdistil.convert.classifier import ClassifierInfo
-from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
+from jaxdistil.convert.hf_files import ConvertError
 from jaxdistil.convert.loaded import Loaded
+from jaxdistil.data.tokenizer import copy_tokenizer, has_tokenizer
 from jaxdistil.models import bert
 from jaxdistil.models.config import BertConfig
 
