@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from jaxdistil import config_lib
+from jaxdistil import config_files
 
 HELP = ('-h', '--help', '-?', '--helpshort', '--helpfull')
 
@@ -39,7 +39,7 @@ def parse(prog: str, doc: str, define: Callable[[flags.FlagValues], None],
   `FlagValues`, for config file names and overrides) and, when `positional`
   names the allowed words, `.command` (the one given). Each flag named in
   `config_flags` is a config file flag: its file is resolved as
-  `config_lib.resolve_path` does and its overrides are checked against it
+  `config_files.resolve_path` does and its overrides are checked against it
   before absl sees them. Raises `UsageError`; `--help` prints and exits 0.
   """
   fv = flags.FlagValues()
@@ -51,10 +51,10 @@ def parse(prog: str, doc: str, define: Callable[[flags.FlagValues], None],
   try:
     full = [prog] + argv
     for name in config_flags:
-      full = config_lib.resolve_command_line(full, name)
-      config_lib.check_command_line(full, name)
+      full = config_files.resolve_command_line(full, name)
+      config_files.check_command_line(full, name)
     rest = fv(full)[1:]
-  except config_lib.ConfigError as e:
+  except config_files.ConfigError as e:
     raise UsageError(str(e)) from None
   except flags.Error as e:
     raise UsageError((str(e).splitlines() or [type(e).__name__])[0]) from None
