@@ -83,30 +83,23 @@ def resolve(kind: str, *, head_dim: int, dtype: str, dropout: float,
     return 'xla', None
   no_dropout = (f'it has no attention dropout, and this model uses '
                 f'{dropout} (set its attention_dropout to 0)') if dropout else None
-  if kind == 'splash':
-    problem = splash_problem(max_len, backend, interpret) or no_dropout
+  problems = {   # why each kernel cannot run this model here, or None
+      'splash': lambda: splash_problem(max_len, backend, interpret) or no_dropout,
+      'cudnn': lambda: cudnn_problem(head_dim, dtype, backend) or no_dropout}
+  if kind != 'auto':
+    problem = problems[kind]()
     if problem:
-      raise AttentionError(f"model.attention='splash' cannot run: {problem}; "
+      raise AttentionError(f"model.attention='{kind}' cannot run: {problem}; "
                            f"use 'xla' or 'auto'")
-    return 'splash', None
-  if kind == 'cudnn':
-    problem = cudnn_problem(head_dim, dtype, backend) or no_dropout
-    if problem:
-      raise AttentionError(f"model.attention='cudnn' cannot run: {problem}; "
-                           f"use 'xla' or 'auto'")
-    return 'cudnn', None
-  # auto
-  if backend == 'tpu':
-    problem = splash_problem(max_len, backend, interpret) or no_dropout
-    if not problem:
-      return 'splash', None
-    return 'xla', f'attention: splash not used ({problem}); XLA attention'
-  if backend == 'gpu':
-    problem = cudnn_problem(head_dim, dtype, backend) or no_dropout
-    if not problem:
-      return 'cudnn', None
-    return 'xla', f'attention: cuDNN not used ({problem}); XLA attention'
-  return 'xla', None
+    return kind, None
+  kernel = {'tpu': 'splash', 'gpu': 'cudnn'}.get(backend)
+  if kernel is None:
+    return 'xla', None
+  problem = problems[kernel]()
+  if not problem:
+    return kernel, None
+  name = {'splash': 'splash', 'cudnn': 'cuDNN'}[kernel]
+  return 'xla', f'attention: {name} not used ({problem}); XLA attention'
 
 
 def attention_bias_of(attention_mask, segment_ids=None):
