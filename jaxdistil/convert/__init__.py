@@ -13,7 +13,7 @@ from jaxdistil.convert.hf_files import ConvertError
 from jaxdistil.convert.hf_in import import_hf
 from jaxdistil.convert.hf_out import export, export_student
 from jaxdistil.convert.loaded import Loaded
-from jaxdistil.convert.model_dir import load_model, save_model
+from jaxdistil.convert.model_dir import load_model, load_with_tokenizer, save_model
 
 __all__ = ['ConvertError', 'import_hf', 'export', 'export_student', 'Loaded',
-           'load_model', 'save_model']
+           'load_model', 'load_with_tokenizer', 'save_model']
