@@ -188,3 +188,20 @@ def test_no_module_is_too_long():
       problems.append(f'{name}: {lines} lines and no "Over 300 lines on '
                       f'purpose: ..." in its docstring')
   assert not problems, '\n'.join(problems)
+
+
+def test_no_test_module_imports_another():
+  """Shared test code lives in `conftest.py` or `tests/helpers`."""
+  tests = os.path.join(ROOT, 'tests')
+  found = []
+  for f in sorted(os.listdir(tests)):
+    if not (f.startswith('test_') and f.endswith('.py')):
+      continue
+    with open(os.path.join(tests, f), encoding='utf-8') as src:
+      tree = ast.parse(src.read(), f)
+    for node in ast.walk(tree):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+               else [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
+      found += [f'{f} imports {n}' for n in names
+                if n.split('.')[0].startswith('test_')]
+  assert not found, '\n'.join(found)
