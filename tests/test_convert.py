@@ -235,6 +235,7 @@ def assert_same_tensors(a, b, skip=()):
     assert ta[k].tobytes() == tb[k].tobytes(), k
 
 
+@pytest.mark.smoke
 def test_hf_to_ours_to_hf_is_bit_for_bit(bert_mlm, tmp_path):
   d, _ = bert_mlm
   m = convert.import_hf(d)

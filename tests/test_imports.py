@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, and no module too long.
+"""The package's shape: it is installed and every module imports, there is no
+import cycle, no module is too long, and no test module imports another.
 
 The import graph is read from the source (`ast`), not by importing: every
 `import jaxdistil...` and `from jaxdistil... import ...` counts, at the top of
@@ -139,6 +140,23 @@ def _path_in(edges, comp: set[str]) -> list[str]:
           nxt.append(w)
     frontier = nxt
   return sorted(comp)
+
+
+def test_the_package_is_installed_every_module_imports_and_its_data_ships():
+  """What an install gives (`pip install -e .`; the wheel itself is
+  test_install's, in the full suite)."""
+  import importlib
+  from importlib import metadata
+  import jaxdistil
+  from jaxdistil import config_lib
+  assert metadata.version('jaxdistil') == jaxdistil.__version__
+  assert os.path.dirname(jaxdistil.__file__) == os.path.join(ROOT, PACKAGE)
+  for name in modules():
+    if not name.endswith('__main__'):
+      importlib.import_module(name)
+  assert os.path.isfile(config_lib.shipped('tiny.py'))
+  teacher = os.path.join(ROOT, PACKAGE, 'quickstart_data', 'teacher')
+  assert os.path.isfile(os.path.join(teacher, 'config.json'))
 
 
 def test_the_cycle_finder_names_a_cycle():
