@@ -134,7 +134,9 @@ def resolve_command_line(argv, flag: str = 'config') -> list:
 
 def flags_parser(prog: str, flag: str = 'config'):
   """An `absl.app.run(..., flags_parser=)` that turns a config file or
-  override that cannot load into one line on stderr and exit status 2."""
+  override that cannot load into one line on stderr and exit status 2. For
+  scripts on absl's global flags (`benchmarks/op_profile.py`); the commands
+  of the package parse through `cli.parse` instead."""
   import sys
   from absl import flags
 
