@@ -12,7 +12,8 @@ from jaxdistil import cli
 COMMANDS = {'train': 'jaxdistil.train', 'prepare': 'jaxdistil.prepare',
             'bench': 'jaxdistil.bench', 'convert': 'jaxdistil.convert.__main__',
             'glue': 'jaxdistil.glue.__main__', 'quickstart': 'jaxdistil.quickstart',
-            'replicate': 'jaxdistil.replicate', 'curves': 'jaxdistil.curves'}
+            'replicate': 'jaxdistil.replicate', 'curves': 'jaxdistil.curves',
+            'augment': 'jaxdistil.augment'}
 
 
 def define(fv):
