@@ -37,37 +37,34 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jaxdistil import build, flops, losses, memory_fit
+from jaxdistil import build, cli, flops, losses, memory_fit
 from jaxdistil.data import synthetic
 from jaxdistil.config_lib import ConfigError
 from jaxdistil.models import bert
 
 
-def define_flags() -> None:
-  """The command line's flags: defined only when run as a program, so that
-  importing this module beside `jaxdistil.train` (which has its own --config)
-  cannot collide."""
-  global _CONFIG, _JSON, _STEPS, _PARTS, _MATMUL, _MEMORY, _INPUT, _INPUT_SECONDS
-  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                            lock_config=True)
-  _JSON = flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
-  _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
-  _PARTS = flags.DEFINE_bool('parts', False, 'Also time the parts of the step.')
-  _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Size n of the n^3 matmul.')
-  _MEMORY = flags.DEFINE_bool('memory', False, 'Only compile the step and print its '
-                                'per-device memory (XLA memory analysis).')
-  _INPUT = flags.DEFINE_string('input', None, 'A prepared data directory: also '
-                               'measure the tokens/s the input pipeline delivers.')
-  _INPUT_SECONDS = flags.DEFINE_float('input_seconds', 10.0,
-                                      'How long to draw batches from --input.')
-  global _DATA
-  _DATA = flags.DEFINE_string(
-      'data', None, 'A prepared data directory: time the step on its real '
+def define_flags(fv) -> None:
+  d = dict(flag_values=fv)
+  cli.define_config(fv)
+  flags.DEFINE_bool('json', False, 'print one JSON object as the last line', **d)
+  flags.DEFINE_integer('steps', 5, 'timed steps (after one warm-up step)', **d)
+  flags.DEFINE_bool('parts', False, 'also time the parts of the step', **d)
+  flags.DEFINE_integer('matmul_size', 2048, 'size n of the n^3 matmul', **d)
+  flags.DEFINE_bool('memory', False, 'only compile the step and print its '
+                    'per-device memory (XLA memory analysis)', **d)
+  flags.DEFINE_string('input', None, 'a prepared data directory: also measure '
+                      'the tokens/s the input pipeline delivers', **d)
+  flags.DEFINE_float('input_seconds', 10.0, 'how long to draw batches from '
+                     '--input', **d)
+  flags.DEFINE_string(
+      'data', None, 'a prepared data directory: time the step on its real '
       'batches (packed or not, as --config.packing says) instead of random '
-      'full-length rows, and report real (non-padding) tokens/s.')
+      'full-length rows, and report real (non-padding) tokens/s', **d)
+  flags.DEFINE_bool('inference', False, 'time classifier inference instead '
+                    '(jaxdistil.inference_bench: --inference --help lists its '
+                    'flags)', **d)
 
 
 def real_batches(config, directory: str):
@@ -338,49 +335,57 @@ def _report(r: dict) -> str:
   return '\n'.join(lines)
 
 
-def main(argv):
-  del argv
-  if _CONFIG.value is None:
-    raise app.UsageError('--config=configs/<name>.py is required')
-  config = _CONFIG.value.unlock()
-  if _MEMORY.value:
+def is_inference(argv) -> bool:
+  return any(a in ('--inference', '--inference=true', '--inference=1')
+             for a in argv)
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if is_inference(argv):                           # classifier inference
+    from jaxdistil import inference_bench
+    return inference_bench.main(argv)
+  try:
+    args = cli.parse('python -m jaxdistil.bench', __doc__, define_flags, argv,
+                     config_flags=('config',))
+    cli.require(args, 'config')
+  except (cli.UsageError, ConfigError) as e:
+    print(f'jaxdistil.bench: {e}', file=sys.stderr)
+    return 2
+  config = args.config.unlock()
+  if args.memory:
     try:
       result = memory(config)
     except ConfigError as e:
       print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
-      sys.exit(2)
+      return 2
     gib = 2 ** 30
     print(f"mesh {result['mesh']}: per device {result['total_bytes_per_device'] / gib:.2f}"
           f" GiB (arguments {result['argument_bytes'] / gib:.2f}, temporaries "
           f"{result['temp_bytes'] / gib:.2f}); compile {result['compile_s']:.1f} s; "
           f"the student's backward keeps {result['student_saved_bytes_per_device'] / gib:.2f}"
           f" GiB (attention {result['attention']['student']}, remat {result['remat']})")
-    if _JSON.value:
+    if args.json:
       print(json.dumps(result), flush=True)
-    return
+    return 0
   try:
-    result = benchmark(config, _STEPS.value, _PARTS.value, _MATMUL.value,
-                       data=_DATA.value)
-    if _INPUT.value:
-      result.update(input_rate(config, _INPUT.value, _INPUT_SECONDS.value))
+    result = benchmark(config, args.steps, args.parts, args.matmul_size,
+                       data=args.data)
+    if args.input:
+      result.update(input_rate(config, args.input, args.input_seconds))
       result['input_over_step'] = (result['input_tokens_per_s']
                                    / result['tokens_per_s'])
   except ConfigError as e:
     print(f'jaxdistil.bench: config error: {e}', file=sys.stderr)
-    sys.exit(2)
+    return 2
   except ValueError as e:           # unusable prepared data (InputError)
     print(f'jaxdistil.bench: {e}', file=sys.stderr)
-    sys.exit(2)
+    return 2
   print(_report(result), flush=True)
-  if _JSON.value:
+  if args.json:
     print(json.dumps(result), flush=True)
+  return 0
 
 
 if __name__ == '__main__':
-  if any(a in ('--inference', '--inference=true', '--inference=1')
-         for a in sys.argv[1:]):                   # classifier inference
-    from jaxdistil import inference_bench
-    sys.exit(inference_bench.main(sys.argv[1:]))
-  define_flags()
-  from jaxdistil.config_lib import flags_parser
-  app.run(main, flags_parser=flags_parser('jaxdistil.bench'))
+  sys.exit(main())

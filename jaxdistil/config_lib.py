@@ -6,9 +6,12 @@ config has the same keys (scripts and checks rely on `seed`, `teacher`,
 `validate()` turns a config that cannot work into one `ConfigError` line naming the
 field and the fix, before anything is compiled.
 
+Reading config files and checking `--config.KEY=` overrides is
+`jaxdistil.config_files`' (re-exported here, with `ConfigError`).
+
 Over 300 lines on purpose: the default config with a comment on every key
-(the reference for all keys) sits beside its validation and the command-line
-checks, because a new key changes all three.
+(the reference for all keys) sits beside its validation, because a new key
+changes both.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdistil import losses, optim
-from jaxdistil.models import bert, student_init
-from jaxdistil.models.bert import BertConfig
-
-
-class ConfigError(ValueError):
-  """A config that cannot work; the message is one line naming field and fix."""
+# The file and command-line half, re-exported: `config_lib.load_file` etc.
+from jaxdistil.config_files import (ConfigError, check_command_line,  # noqa: F401
+                                    check_overrides, flags_parser, load_file,
+                                    load_module, nearest_key,
+                                    resolve_command_line, resolve_path, shipped)
+from jaxdistil.models import config as model_config
+from jaxdistil.models import student_init
+from jaxdistil.models.config import BertConfig
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -124,142 +129,6 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def shipped(name: str) -> str:
-  """The path of the shipped config file `name` ('tiny.py'): the checkout's
-  configs/ folder, or the installed package `jaxdistil.configs`."""
-  from importlib import resources
-  return str(resources.files('jaxdistil.configs').joinpath(name))
-
-
-def resolve_path(path: str) -> str:
-  """`path` when that file exists; else, for `configs/NAME.py`, `NAME.py` or
-  `NAME`, the shipped config of that name (so the documented commands work
-  from any directory once the package is installed); else `path` unchanged."""
-  import os
-  if os.path.isfile(path):
-    return path
-  head, name = os.path.split(path)
-  if os.path.normpath(head) in ('.', 'configs') and name:
-    candidate = shipped(name if name.endswith('.py') else name + '.py')
-    if os.path.isfile(candidate):
-      return candidate
-  return path
-
-
-def load_module(path: str):
-  """A config file as a module (configs are Python files, not a package).
-  A file that does not exist or does not run is one ConfigError line."""
-  import importlib.util
-  import os
-  path = resolve_path(path)
-  if not os.path.isfile(path):
-    raise ConfigError(f'config file {path!r} does not exist')
-  name = 'jaxdistil_config_' + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except SyntaxError as e:
-    raise ConfigError(f'config file {path} line {e.lineno}: syntax error '
-                      f'({e.msg}): fix the file') from None
-  except Exception as e:  # a config file is code: any error is the file's
-    raise ConfigError(f'config file {path} fails when run: '
-                      f'{type(e).__name__}: {e}') from None
-  if not callable(getattr(module, 'get_config', None)):
-    raise ConfigError(f'config file {path} has no get_config(): define one that '
-                      f'returns an ml_collections.ConfigDict')
-  return module
-
-
-def load_file(path: str):
-  """`get_config()` of `file.py`, or `get_config(arg)` of `file.py:arg`."""
-  path, _, arg = path.partition(':')
-  module = load_module(path)
-  try:
-    return module.get_config(arg) if arg else module.get_config()
-  except Exception as e:  # e.g. an unknown stage name given after ':'
-    raise ConfigError(f'config file {path}: get_config({arg!r}) failed: '
-                      f'{type(e).__name__}: {e}') from None
-
-
-def nearest_key(node, key: str) -> str:
-  import difflib
-  keys = list(node.keys()) if hasattr(node, 'keys') else []
-  close = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
-  return close[0] if close else ''
-
-
-def check_overrides(config, keys) -> None:
-  """Each dotted key of `--config.a.b=...` must exist in `config`; the first
-  that does not is one ConfigError line naming the group's nearest key."""
-  for dotted in keys:
-    node, walked = config, []
-    for part in dotted.split('.'):
-      if not hasattr(node, 'keys') or part not in node:
-        group = '.'.join(walked) or 'the config'
-        near = nearest_key(node, part)
-        raise ConfigError(
-            f'--config.{dotted}: {group} has no key {part!r}'
-            + (f' (nearest: {".".join(walked + [near])})' if near else ''))
-      node = node[part]
-      walked.append(part)
-
-
-def check_command_line(argv, flag: str = 'config') -> None:
-  """Before absl parses `argv`: the config file given by `--config=` loads,
-  and every `--config.KEY=` override names a key it has (absl would raise a
-  traceback for either)."""
-  path, keys = None, []
-  args = list(argv[1:])
-  for i, a in enumerate(args):
-    if a == '--':
-      break
-    if a.startswith(f'--{flag}='):
-      path = a.split('=', 1)[1]
-    elif a == f'--{flag}' and i + 1 < len(args):
-      path = args[i + 1]
-    elif a.startswith(f'--{flag}.'):
-      keys.append(a[len(flag) + 3:].split('=', 1)[0])
-  if path is None:
-    return
-  check_overrides(load_file(path), keys)
-
-
-def resolve_command_line(argv, flag: str = 'config') -> list:
-  """`argv` with the file of `--config=FILE[:ARG]` resolved by `resolve_path`."""
-  out, args = list(argv), list(argv)
-  for i, a in enumerate(args):
-    if a == '--':
-      break
-    if a.startswith(f'--{flag}='):
-      path, colon, arg = a.split('=', 1)[1].partition(':')
-      out[i] = f'--{flag}={resolve_path(path)}{colon}{arg}'
-    elif a == f'--{flag}' and i + 1 < len(args):
-      path, colon, arg = args[i + 1].partition(':')
-      out[i + 1] = f'{resolve_path(path)}{colon}{arg}'
-  return out
-
-
-def flags_parser(prog: str, flag: str = 'config'):
-  """An `absl.app.run(..., flags_parser=)` that turns a config file or
-  override that cannot load into one line on stderr and exit status 2."""
-  import sys
-  from absl import flags
-
-  def parse(argv):
-    try:
-      argv = resolve_command_line(argv, flag)
-      check_command_line(argv, flag)
-      return flags.FLAGS(argv)
-    except ConfigError as e:
-      print(f'{prog}: {e}', file=sys.stderr)
-      sys.exit(2)
-    except flags.Error as e:
-      print(f'{prog}: {str(e).splitlines()[0]}', file=sys.stderr)
-      sys.exit(2)
-  return parse
-
-
 def attention_kernel(c, head_dim: int, dropout: float) -> tuple[str, str | None]:
   """(kernel, notice) of `model.attention` for a model of `head_dim` whose
   attention dropout is `dropout` (see `models.attention.resolve`); a choice
@@ -337,9 +206,9 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     if m.hidden_size % m.num_heads:
       fail(f'{name}.hidden_size={m.hidden_size} is not divisible by '
            f'num_heads={m.num_heads}: choose a head count that divides it')
-  if t.hidden_act not in bert.ACTIVATIONS:
+  if t.hidden_act not in model_config.ACTIVATIONS:
     fail(f'model.teacher.hidden_act={t.hidden_act!r} is not supported: use one '
-         f'of {bert.ACTIVATIONS}')
+         f'of {model_config.ACTIVATIONS}')
   if c.nonfinite not in ('stop', 'skip'):
     fail(f'nonfinite={c.nonfinite!r}: use "stop" or "skip"')
   if c.dtype not in ('float32', 'bfloat16'):
@@ -386,10 +255,10 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
          f'positions the teacher has'
          + (f' ({positions} less the {t.position_offset} RoBERTa sets aside)'
             if t.position_offset else '') + ': lower max_len')
-  if t.family not in bert.FAMILIES:
-    fail(f'model.teacher.family={t.family!r}: use one of {", ".join(bert.FAMILIES)}')
-  if c.model.remat not in bert.REMAT:
-    fail(f'model.remat={c.model.remat!r} is not one of {", ".join(bert.REMAT)}: '
+  if t.family not in model_config.FAMILIES:
+    fail(f'model.teacher.family={t.family!r}: use one of {", ".join(model_config.FAMILIES)}')
+  if c.model.remat not in model_config.REMAT:
+    fail(f'model.remat={c.model.remat!r} is not one of {", ".join(model_config.REMAT)}: '
          f'use none, dots (keep matmul outputs) or full (recompute each layer)')
   m = c.masking
   if not 0.0 < m.mask_prob <= 1.0:
@@ -424,6 +293,7 @@ def validate(c, num_devices: int, mesh_shape: tuple[int, int, int],
     fail(f'batch_size={c.batch_size} must be >= 1 (rows per optimizer step)')
   if c.optim.lr_mults:
     import jax
+    from jaxdistil.models import bert
     abstract = jax.eval_shape(lambda: bert.init(s, jax.random.key(0)))
     try:
       optim.lr_multipliers(abstract, optim_config(c).lr_mults)

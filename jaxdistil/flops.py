@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 def matmul_rate(dtype: str, n: int, repeats: int = 8) -> float:

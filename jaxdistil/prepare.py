@@ -12,52 +12,54 @@ from __future__ import annotations
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from jaxdistil import cli
 from jaxdistil.data import corpus as corpus_lib
 from jaxdistil.data import tokenizer as tokenizer_lib
 
-_SOURCE = flags.DEFINE_list('source', None, 'Glob(s) of input text files and/or '
-                            'tfds:NAME[:SPLIT[:FEATURE]] datasets.')
-_TFDS_DATA_DIR = flags.DEFINE_string('tfds_data_dir', None,
-                                     'Where the TFDS sources are built.')
-_FORMAT = flags.DEFINE_enum('format', 'auto',
-                            ['auto', 'text', 'wikiextractor', 'gutenberg'],
-                            'Input format (auto: detected per file).')
-_TOKENIZER = flags.DEFINE_string('tokenizer', None,
-                                 'HF tokenizer directory, vocab.txt folder or id.')
-_MAX_LEN = flags.DEFINE_integer('max_len', 128, 'Tokens per sequence, with '
-                                '[CLS] and [SEP] (<s> and </s> for RoBERTa).')
-_OUTPUT = flags.DEFINE_string('output', None, 'Directory for shards + metadata.')
-_SHARD_SIZE = flags.DEFINE_integer('shard_size', 20000, 'Sequences per shard.')
-_MAX_POSITIONS = flags.DEFINE_integer('max_positions', 512,
-                                      "The teacher's position embeddings.")
-_TEACHER_VOCAB = flags.DEFINE_integer('teacher_vocab_size', 0,
-                                      "If set, the tokenizer must have exactly "
-                                      "this many tokens (the teacher's).")
+
+def define_flags(fv) -> None:
+  d = dict(flag_values=fv)
+  flags.DEFINE_list('source', None, 'glob(s) of input text files and/or '
+                    'tfds:NAME[:SPLIT[:FEATURE]] datasets', **d)
+  flags.DEFINE_string('tfds_data_dir', None, 'where the TFDS sources are built',
+                      **d)
+  flags.DEFINE_enum('format', 'auto', ['auto', 'text', 'wikiextractor',
+                                       'gutenberg'],
+                    'input format (auto: detected per file)', **d)
+  flags.DEFINE_string('tokenizer', None, 'HF tokenizer directory, vocab.txt '
+                      'folder or hub id', **d)
+  flags.DEFINE_integer('max_len', 128, 'tokens per sequence, with [CLS] and '
+                       '[SEP] (<s> and </s> for RoBERTa)', **d)
+  flags.DEFINE_string('output', None, 'directory for shards + metadata', **d)
+  flags.DEFINE_integer('shard_size', 20000, 'sequences per shard', **d)
+  flags.DEFINE_integer('max_positions', 512, "the teacher's position "
+                       'embeddings', **d)
+  flags.DEFINE_integer('teacher_vocab_size', 0, "if set, the tokenizer must "
+                       "have exactly this many tokens (the teacher's)", **d)
 
 
-def main(argv):
-  del argv
-  for flag in (_SOURCE, _TOKENIZER, _OUTPUT):
-    if not flag.value:
-      raise app.UsageError(f'--{flag.name} is required')
+def main(argv=None) -> int:
   start = time.perf_counter()
   try:
-    meta = corpus_lib.prepare(_SOURCE.value, _TOKENIZER.value, _MAX_LEN.value,
-                               _OUTPUT.value, fmt=_FORMAT.value,
-                               shard_size=_SHARD_SIZE.value,
-                               max_positions=_MAX_POSITIONS.value,
-                               tfds_data_dir=_TFDS_DATA_DIR.value,
-                               teacher_vocab_size=_TEACHER_VOCAB.value or None)
-  except (corpus_lib.PrepareError, tokenizer_lib.TokenizerError, ValueError,
-          OSError) as e:
+    args = cli.parse('python -m jaxdistil.prepare', __doc__, define_flags, argv)
+    cli.require(args, 'source', 'tokenizer', 'output')
+    meta = corpus_lib.prepare(args.source, args.tokenizer, args.max_len,
+                              args.output, fmt=args.format,
+                              shard_size=args.shard_size,
+                              max_positions=args.max_positions,
+                              tfds_data_dir=args.tfds_data_dir,
+                              teacher_vocab_size=args.teacher_vocab_size or None)
+  except (cli.UsageError, corpus_lib.PrepareError, tokenizer_lib.TokenizerError,
+          ValueError, OSError) as e:
     print(f'jaxdistil.prepare: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(f'{_OUTPUT.value}: {meta["num_sequences"]} sequences, '
+    return 2
+  print(f'{args.output}: {meta["num_sequences"]} sequences, '
         f'{meta["num_tokens"]} tokens in {len(meta["shards"])} shard(s) from '
         f'{meta["num_documents"]} documents ({time.perf_counter() - start:.1f} s)')
+  return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  sys.exit(main())

@@ -25,13 +25,12 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jaxdistil import (build, checkpoint, distributed, flops, fs, memory_fit,
-                       sharding, workdir as layout)
+from jaxdistil import (build, checkpoint, cli, distributed, flops, fs,
+                       memory_fit, sharding, workdir as layout)
 from jaxdistil.config_lib import ConfigError
-from jaxdistil.convert import ConvertError
+from jaxdistil.convert import ConvertError, export_student
 from jaxdistil.data.batches import make_data, schedule_epochs
 from jaxdistil.metrics_writer import Writer
 from jaxdistil.step import summarize_eval
@@ -167,7 +166,7 @@ def train(config, workdir: str) -> dict:
   hf = None
   if log.last_saved == config.total_steps and jax.process_index() == 0:
     try:
-      hf = layout.export_student(workdir, run.step_config.student.replace(
+      hf = export_student(workdir, run.step_config.student.replace(
           dtype='float32'), jax.device_get(state.params))
     except ConvertError as e:
       print(f'jaxdistil.train: warning: no HF export: {e}', file=sys.stderr)
@@ -189,47 +188,51 @@ def last_checkpoint(workdir: str) -> str:
           if step is not None else f'no checkpoint in {workdir} yet')
 
 
-def main(argv):
-  del argv
-  if _CONFIG.value is None or not _WORKDIR.value:
-    raise app.UsageError('--config=configs/<name>.py and --workdir=DIR are required')
+def define_flags(fv) -> None:
+  d = dict(flag_values=fv)
+  cli.define_config(fv)
+  flags.DEFINE_string('workdir', None, 'checkpoints and metrics go here', **d)
+  flags.DEFINE_string(
+      'coordinator_address', None, 'host:port of process 0, for multi-process '
+      'runs outside Cloud TPU (GPU clusters, several processes on one '
+      'machine)', **d)
+  flags.DEFINE_integer('num_processes', None, 'processes in a multi-process run',
+                       **d)
+  flags.DEFINE_integer('process_id', None, "this process's index", **d)
+  flags.DEFINE_integer('distributed_timeout', 300, 'seconds to wait for every '
+                       'process to join', **d)
+  flags.DEFINE_integer(
+      'heartbeat_timeout', 100, 'seconds without heartbeats after which JAX '
+      'takes a process of a multi-process run for lost and ends the others',
+      **d)
+
+
+def main(argv=None) -> int:
   try:
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
-                           _PROCESS_ID.value, _INIT_TIMEOUT.value, _HEARTBEAT.value)
-  except (ConfigError, ValueError, OSError) as e:
+    args = cli.parse('python -m jaxdistil.train', __doc__, define_flags, argv,
+                     config_flags=('config',))
+    cli.require(args, 'config', 'workdir')
+    distributed.initialize(args.coordinator_address, args.num_processes,
+                           args.process_id, args.distributed_timeout,
+                           args.heartbeat_timeout)
+  except (cli.UsageError, ConfigError, ValueError, OSError) as e:
     print(f'jaxdistil.train: {e}', file=sys.stderr)
-    sys.exit(2)
-  watch = distributed.PeerWatch(lambda: last_checkpoint(_WORKDIR.value))
+    return 2
+  watch = distributed.PeerWatch(lambda: last_checkpoint(args.workdir))
   try:
-    result = train(_CONFIG.value, _WORKDIR.value)
+    result = train(args.config, args.workdir)
     distributed.leave_together(watch)
   except (ConfigError, TrainError, checkpoint.CheckpointError, ValueError,
           OSError) as e:
     watch.stop()
     print(f'jaxdistil.train: {e}', file=sys.stderr)
-    sys.exit(2)
+    return 2
   if jax.process_index() == 0:
     print(f'jaxdistil.train: step {result["step"]}, loss '
           f'{result["metrics"].get("loss", float("nan")):.4f}'
           + (f'; student exported to {result["hf"]}' if result['hf'] else ''))
+  return 0
 
 
 if __name__ == '__main__':
-  # Flags only for the command, so that importing `train` as a library (ablate,
-  # quickstart, replicate, tests) defines none.
-  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                            lock_config=True)
-  _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints and metrics go here.')
-  _COORDINATOR = flags.DEFINE_string(
-      'coordinator_address', None, 'host:port of process 0, for multi-process runs '
-      'outside Cloud TPU (GPU clusters, several processes on one machine).')
-  _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
-                                        'Processes in a multi-process run.')
-  _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index.')
-  _INIT_TIMEOUT = flags.DEFINE_integer(
-      'distributed_timeout', 300, 'Seconds to wait for every process to join.')
-  _HEARTBEAT = flags.DEFINE_integer(
-      'heartbeat_timeout', 100, 'Seconds without heartbeats after which JAX takes '
-      'a process of a multi-process run for lost and ends the others.')
-  from jaxdistil.config_lib import flags_parser
-  app.run(main, flags_parser=flags_parser('jaxdistil.train'))
+  sys.exit(main())

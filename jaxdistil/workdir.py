@@ -13,8 +13,10 @@
       DONE                     the last step of a complete run (launch/babysit.sh)
 
 `train` writes it through this module, and `convert.load_model` (so `convert
-export`, GLUE and a teacher given as a workdir) reads it through this module.
-Every path may be a URL (gs://...): files go through `jaxdistil.fs`.
+export`, GLUE and a teacher given as a workdir) reads it through this module;
+`convert.export_student` writes hf/. Every path may be a URL (gs://...):
+files go through `jaxdistil.fs`. It imports only what lies below it (`fs`,
+the model config, the tokenizer's files), never `convert`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 from jaxdistil import fs
+from jaxdistil.data.tokenizer import copy_tokenizer, has_tokenizer
+from jaxdistil.models.config import default_layout
 
 CONFIG = 'config.json'
 MODEL = 'model.json'
@@ -75,8 +77,6 @@ def describe(workdir: str, student, teacher, teacher_source: str,
   model.json (the student's and teacher's `BertConfig`), config.json (the
   whole run) and tokenizer/ (copied, so the workdir stands on its own). A
   rerun rewrites them (each file atomically)."""
-  from jaxdistil.convert.hf_config import default_layout
-  from jaxdistil.convert.hf_files import copy_tokenizer
   meta = {'student': dataclasses.asdict(student),
           'teacher': dataclasses.asdict(teacher),
           'teacher_source': teacher_source,
@@ -94,34 +94,9 @@ def read_description(workdir: str) -> dict:
 
 
 def tokenizer(workdir: str) -> str | None:
-  from jaxdistil.convert.hf_files import has_tokenizer
+  """WORKDIR/tokenizer when it holds a tokenizer, else None."""
   folder = path(workdir, TOKENIZER)
   return folder if has_tokenizer(folder) else None
-
-
-def export_student(workdir: str, cfg, params) -> str:
-  """The student as a Hugging Face directory, WORKDIR/hf (replacing an older
-  one), with the workdir's tokenizer. `convert.export` writes local files: for
-  a remote workdir it writes to a local temp folder (the tokenizer copied down
-  first), then uploads it. Raises `convert.ConvertError`."""
-  from jaxdistil import convert
-  out = path(workdir, HF)
-  tok = tokenizer(workdir)
-  if not fs.is_remote(out):
-    convert.export(cfg, params, out, tokenizer_dir=tok, overwrite=True)
-    return out
-  staging = tempfile.mkdtemp(prefix='jaxdistil-hf-')
-  try:
-    local_tok = None
-    if tok:
-      local_tok = os.path.join(staging, TOKENIZER)
-      fs.copy_tree(tok, local_tok)
-    target = os.path.join(staging, HF)
-    convert.export(cfg, params, target, tokenizer_dir=local_tok, overwrite=True)
-    fs.copy_tree_up(target, out)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
-  return out
 
 
 def mark_done(workdir: str, step: int) -> None:

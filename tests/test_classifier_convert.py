@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from test_model_parity import randomize_, state_numpy  # noqa: E402
+from helpers.parity import randomize_, state_numpy  # noqa: E402
 from jaxdistil import convert  # noqa: E402
 from jaxdistil.convert import ConvertError  # noqa: E402
 from jaxdistil.convert import classifier as classifier_lib  # noqa: E402

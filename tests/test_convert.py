@@ -4,7 +4,7 @@ Every model here is a real on-disk checkpoint written by `save_pretrained` (or a
 variant of one rewritten with safetensors, for the key spellings found in the
 wild), with every parameter random so that no mapping error hides behind a
 default. The independent reference for the names is the hand-written table in
-test_model_parity.py; the reference for the numbers is `transformers` itself.
+tests/helpers/parity.py; the reference for the numbers is `transformers` itself.
 Tolerance: 1e-5 max abs on logits and every hidden state at real positions.
 """
 
@@ -22,7 +22,7 @@ transformers = pytest.importorskip('transformers')
 
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-import test_model_parity as ref  # noqa: E402
+from helpers import parity as ref  # noqa: E402
 from jaxdistil import convert  # noqa: E402
 from jaxdistil.convert import ConvertError  # noqa: E402
 from jaxdistil.models import bert  # noqa: E402
@@ -235,6 +235,7 @@ def assert_same_tensors(a, b, skip=()):
     assert ta[k].tobytes() == tb[k].tobytes(), k
 
 
+@pytest.mark.smoke
 def test_hf_to_ours_to_hf_is_bit_for_bit(bert_mlm, tmp_path):
   d, _ = bert_mlm
   m = convert.import_hf(d)

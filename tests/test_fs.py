@@ -199,7 +199,8 @@ def test_move_aside(root):
 def test_model_dir_reads_a_remote_workdir_description(root):
   from jaxdistil import workdir
   from jaxdistil.convert import model_dir
-  from jaxdistil.convert.hf_files import ConvertError, has_tokenizer
+  from jaxdistil.convert.hf_files import ConvertError
+  from jaxdistil.data.tokenizer import has_tokenizer
   checkpoints = fs.join(root, 'checkpoints')
   assert workdir.latest_step(root) is None
   make_tree(checkpoints, {'25/state/x': '', '50/state/x': '', '75/data/x': '',
@@ -287,7 +288,7 @@ VOCAB = ''.join(f'{t}\n' for t in ['[UNK]', '[CLS]', '[SEP]', '[PAD]', '[MASK]']
 def test_describe_workdir_remote(tmp_path):
   from jaxdistil import train, workdir as layout
   from jaxdistil.convert import model_dir
-  from jaxdistil.convert.hf_files import has_tokenizer
+  from jaxdistil.data.tokenizer import has_tokenizer
   tok = tmp_path / 'tok'
   tok.mkdir()
   (tok / 'vocab.txt').write_text(VOCAB)
@@ -315,7 +316,7 @@ def test_describe_workdir_remote(tmp_path):
 def test_export_student_remote_replaces_old_files(local_tmp):
   from safetensors.numpy import load_file
 
-  from jaxdistil import workdir as layout
+  from jaxdistil.convert import export_student
   from jaxdistil.models import bert
   run = fake_run(None)
   params = bert.init(run.step_config.student, jax.random.key(0))
@@ -323,7 +324,7 @@ def test_export_student_remote_replaces_old_files(local_tmp):
   make_tree(workdir, {'tokenizer/vocab.txt': VOCAB,
                       'hf/pytorch_model.bin': 'an older export',
                       'hf/config.json': '{}'})
-  out = layout.export_student(workdir, run.step_config.student, params)
+  out = export_student(workdir, run.step_config.student, params)
   assert out == fs.join(workdir, 'hf')
   assert sorted(fs.listdir(out)) == ['config.json', 'model.safetensors', 'vocab.txt']
   hf_config = json.loads(fs.read_text(fs.join(out, 'config.json')))

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import mnli_lines
 from jaxdistil.glue import data, tasks
 from jaxdistil.glue.tasks import GlueError
 
@@ -117,24 +118,6 @@ def test_qqp_malformed_rows_are_skipped_and_counted(tmp_path):
   ex = data.read_tsv(tasks.get('QQP'), str(tmp_path), 'train')
   assert len(ex) == 2 and ex.skipped == 2
   assert ex.text_a[0] == 'How do I "learn" Go?' and list(ex.labels) == [1, 0]
-
-
-def mnli_lines(n, seed=0):
-  """MNLI's dev layout: 16 columns, the texts in 9 and 10, gold_label last."""
-  rng = np.random.default_rng(seed)
-  head = ('index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t'
-          'sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t'
-          'sentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label')
-  names = ('contradiction', 'entailment', 'neutral')
-  rows, labels = [head], []
-  for i in range(n):
-    y = names[rng.integers(3)]
-    labels.append(names.index(y))
-    rows.append('\t'.join([str(i), '1', f'{i}e', 'fiction', '( ( a b ) c )',
-                           '( d e )', '(ROOT (S a))', '(ROOT (S d))',
-                           f'premise {i} "q"', f'hypothesis {i}', y, y, 'neutral',
-                           y, y, y]))
-  return rows, labels
 
 
 def test_mnli_reads_its_many_columns_and_both_dev_sets(tmp_path):

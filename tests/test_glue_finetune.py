@@ -19,8 +19,7 @@ from jaxdistil.glue import run as glue_run
 from jaxdistil.glue import data, finetune, tasks
 from jaxdistil.glue.tasks import GlueError
 from jaxdistil.models import bert
-from test_glue_data import mnli_lines
-from helpers import write_stsb
+from helpers import mnli_lines, write_stsb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE = os.path.join(ROOT, '..', 'shared', 'data', 'glue')

@@ -104,9 +104,9 @@ def test_a_headless_teacher_without_the_head_stage_is_refused(tmp_path, capsys):
   glue = make_glue(tmp_path / 'glue')
   capsys.readouterr()
   rc = replicate.main([f'--teacher={teacher}', f'--workdir={tmp_path}/w',
-                       '--config=replicate.py:tiny', f'--glue_data={glue}', '--no_head'])
+                       '--config=replicate.py:tiny', f'--glue_data={glue}', '--nohead'])
   err = capsys.readouterr().err
-  assert rc == 2 and 'no trained masked-LM head' in err and 'drop --no_head' in err
+  assert rc == 2 and 'no trained masked-LM head' in err and 'drop --nohead' in err
   assert len(err.strip().splitlines()) == 1
 
 
@@ -252,7 +252,7 @@ def test_every_stage_end_to_end_then_resume(tmp_path):
   work, res = tmp_path / 'work', tmp_path / 'results'
   args = [f'--teacher={teacher}', f'--workdir={work}', '--config=replicate.py:tiny',
           f'--corpus={corpus}', f'--glue_data={glue}', f'--results={res}',
-          '--no_progress']
+          '--noprogress']
   proc = cli(*args)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert '## Table 1' in proc.stdout and '## Table 4' in proc.stdout

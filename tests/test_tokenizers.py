@@ -348,7 +348,7 @@ def test_train_refuses_bpe_data_with_a_bert_teacher_before_writing(bpe_tokenizer
   stops in one line (a ValueError: `python -m jaxdistil.train` prints it and
   exits with status 2) before it creates the workdir or any checkpoint."""
   pytest.importorskip('torch')
-  from test_train_hf import save_teacher
+  from helpers.parity import save_teacher
   from jaxdistil import train
   teacher = str(tmp_path / 'teacher')
   save_teacher(teacher)

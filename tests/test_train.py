@@ -10,34 +10,18 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from helpers import ENV, ROOT, final_params, finished_steps
 
 # End-to-end runs (subprocesses, whole trainings): the full suite only.
 pytestmark = pytest.mark.slow
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
 
 
 def command(workdir, *extra):
   return [sys.executable, '-m', 'jaxdistil.train', '--config=configs/tiny.py',
           f'--workdir={workdir}', '--config.data=synthetic',
           '--config.batch_size=32', '--config.checkpoint_every=25', *extra]
-
-
-def finished_steps(workdir):
-  d = os.path.join(workdir, 'checkpoints')
-  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(
-      d) else []
-
-
-def final_params(workdir):
-  step = finished_steps(workdir)[-1]
-  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  out = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
-  return step, jax.tree.map(np.asarray, out['state']['params'])
 
 
 def start_and_signal(workdir, sig, steps):

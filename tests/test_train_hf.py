@@ -20,25 +20,12 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from jaxdistil import convert, train  # noqa: E402
 from jaxdistil.models import bert  # noqa: E402
 from helpers import tiny_config  # noqa: E402
+from helpers.parity import save_teacher  # noqa: E402
 
 # End-to-end runs (subprocesses, whole trainings): the full suite only.
 pytestmark = pytest.mark.slow
 
 VOCAB = 128
-
-
-def save_teacher(directory, hidden=32, seed=0):
-  cfg = transformers.BertConfig(
-      vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=2,
-      num_attention_heads=4, intermediate_size=64, max_position_embeddings=32)
-  torch.manual_seed(seed)
-  model = transformers.BertForMaskedLM(cfg)
-  model.save_pretrained(directory)
-  tokens = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + [
-      f'w{i}' for i in range(VOCAB - 5)]
-  with open(os.path.join(directory, 'vocab.txt'), 'w') as f:
-    f.write('\n'.join(tokens) + '\n')
-  return model
 
 
 def config_for(teacher, **kw):

@@ -42,6 +42,7 @@ def rows(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.smoke
 def test_metrics_are_fetched_every_log_every_steps_not_every_step(tmp_path, fetches):
   w = str(tmp_path / 'w')
   before = signal.getsignal(signal.SIGTERM)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_train import ENV, ROOT, final_params
+from helpers import ENV, ROOT, final_params
 
 VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
 pytestmark = [pytest.mark.slow,     # train runs in subprocesses

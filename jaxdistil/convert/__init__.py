@@ -11,9 +11,9 @@ by `train` (teachers) and `glue` (any model); every loader returns a `Loaded`.
 
 from jaxdistil.convert.hf_files import ConvertError
 from jaxdistil.convert.hf_in import import_hf
-from jaxdistil.convert.hf_out import export
+from jaxdistil.convert.hf_out import export, export_student
 from jaxdistil.convert.loaded import Loaded
-from jaxdistil.convert.model_dir import load_model, save_model
+from jaxdistil.convert.model_dir import load_model, load_with_tokenizer, save_model
 
-__all__ = ['ConvertError', 'import_hf', 'export', 'Loaded', 'load_model',
-           'save_model']
+__all__ = ['ConvertError', 'import_hf', 'export', 'export_student', 'Loaded',
+           'load_model', 'load_with_tokenizer', 'save_model']

@@ -14,8 +14,8 @@ layout pins (HF's DistilBERT has no token types and a fixed LayerNorm eps).
 from __future__ import annotations
 
 from jaxdistil.convert.hf_files import ConvertError
-from jaxdistil.models import bert
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models import config as model_config
+from jaxdistil.models.config import BertConfig, default_layout
 
 REQUIRED = object()
 
@@ -80,8 +80,9 @@ ARCHITECTURE = {'bert': 'BertForMaskedLM', 'distilbert': 'DistilBertForMaskedLM'
                 'roberta': 'RobertaForMaskedLM',
                 'xlm-roberta': 'XLMRobertaForMaskedLM'}
 # Activations HF's own model code accepts for each layout.
-ACTIVATIONS = {'bert': bert.ACTIVATIONS, 'distilbert': ('gelu', 'relu'),
-               'roberta': bert.ACTIVATIONS, 'xlm-roberta': bert.ACTIVATIONS}
+ACTIVATIONS = {'bert': model_config.ACTIVATIONS, 'distilbert': ('gelu', 'relu'),
+               'roberta': model_config.ACTIVATIONS,
+               'xlm-roberta': model_config.ACTIVATIONS}
 # Architectures people ask about that are not BERT-shaped encoders, and why.
 UNSUPPORTED = {
     'electra': 'ELECTRA (a discriminator; its generator head is not an MLM teacher head)',
@@ -92,15 +93,6 @@ UNSUPPORTED = {
 }
 SUPPORTED = ('BERT, DistilBERT, multilingual BERT, RoBERTa and XLM-RoBERTa '
              'masked-LM checkpoints')
-
-
-def default_layout(cfg: BertConfig) -> str:
-  """The HF layout a model is written as by default: its family's for RoBERTa
-  and XLM-RoBERTa; for BERT, DistilBERT's when it has no token types (every
-  student), BERT's otherwise."""
-  if cfg.family != 'bert':
-    return cfg.family
-  return 'distilbert' if not cfg.type_vocab_size else 'bert'
 
 
 def to_ours(hf: dict, path: str = 'config.json') -> tuple[str, BertConfig]:

@@ -14,13 +14,13 @@ import struct
 
 import numpy as np
 
+from jaxdistil.data.tokenizer import TOKENIZER_FILES
+
 
 class ConvertError(ValueError):
   """A model that cannot be converted; one line says what is wrong and what to do."""
 
 
-TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
-                   'special_tokens_map.json', 'added_tokens.json')
 WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json',
                 'pytorch_model.bin', 'pytorch_model.bin.index.json')
 
@@ -192,24 +192,3 @@ class Tensors:
 
   def get(self, name) -> np.ndarray:
     return self.where[name].get(name)
-
-
-def has_tokenizer(directory: str | None) -> bool:
-  """Whether `directory` (local or a URL) holds a tokenizer we can load."""
-  from jaxdistil import fs
-  return bool(directory) and any(
-      fs.isfile(fs.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
-
-
-def copy_tokenizer(source: str | None, output: str) -> list[str]:
-  """Copies the tokenizer files of `source` into the folder `output` (either
-  side local or a URL; `output` is created); returns the names copied."""
-  from jaxdistil import fs
-  if not source:
-    return []
-  copied = [f for f in TOKENIZER_FILES if fs.isfile(fs.join(source, f))]
-  if copied:
-    fs.makedirs(output)
-  for f in copied:
-    fs.copy_file(fs.join(source, f), fs.join(output, f))
-  return copied

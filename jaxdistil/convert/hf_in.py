@@ -23,11 +23,11 @@ import numpy as np
 
 from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.convert import hf_config, names
-from jaxdistil.convert.hf_files import (ConvertError, Tensors, has_tokenizer,
-                                        read_config, resolve)
+from jaxdistil.convert.hf_files import ConvertError, Tensors, read_config, resolve
 from jaxdistil.convert.loaded import Loaded
 from jaxdistil.models import bert
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.data.tokenizer import has_tokenizer
+from jaxdistil.models.config import BertConfig
 
 
 class MissingHeadError(ConvertError):

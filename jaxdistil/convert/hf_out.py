@@ -11,22 +11,28 @@ The directory holds `config.json` (from `transformers`' own config classes, so
 every field is one it expects), `model.safetensors` (float32, `format: pt`) and
 the tokenizer files. It is written beside the target and renamed into place, so
 a crash leaves either the old directory or the new one, never half of one.
+`export_student` writes a train workdir's student to WORKDIR/hf, a remote
+workdir's through a local folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
 
 from jaxdistil import fs
+from jaxdistil import workdir as workdir_layout
 from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.convert import hf_config as hf_config_lib
 from jaxdistil.convert import names
-from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.convert.hf_files import ConvertError
+from jaxdistil.data.tokenizer import copy_tokenizer
+from jaxdistil.models.config import BertConfig
 
 
 def hf_config(cfg: BertConfig, layout: str, pad_token_id: int | None = None) -> dict:
@@ -113,6 +119,30 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
               metadata={'format': 'pt'})
     copy_tokenizer(tokenizer_dir, tmp)
   return layout
+
+
+def export_student(workdir: str, cfg: BertConfig, params) -> str:
+  """The student as a Hugging Face directory, WORKDIR/hf (replacing an older
+  one), with the workdir's tokenizer. `export` writes local files: for a
+  remote workdir it writes to a local temp folder (the tokenizer copied down
+  first), then uploads it. Raises `ConvertError`."""
+  out = workdir_layout.path(workdir, workdir_layout.HF)
+  tok = workdir_layout.tokenizer(workdir)
+  if not fs.is_remote(out):
+    export(cfg, params, out, tokenizer_dir=tok, overwrite=True)
+    return out
+  staging = tempfile.mkdtemp(prefix='jaxdistil-hf-')
+  try:
+    local_tok = None
+    if tok:
+      local_tok = os.path.join(staging, workdir_layout.TOKENIZER)
+      fs.copy_tree(tok, local_tok)
+    target = os.path.join(staging, workdir_layout.HF)
+    export(cfg, params, target, tokenizer_dir=local_tok, overwrite=True)
+    fs.copy_tree_up(target, out)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return out
 
 
 def _pad_id(tokenizer_dir: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 @dataclasses.dataclass
@@ -22,3 +22,11 @@ class Loaded:
   # and what its outputs mean (`convert.classifier.ClassifierInfo`).
   head: dict | None = None
   classifier: object | None = None
+
+  def params_with_pooler(self) -> dict:
+    """The encoder's params with BERT's pooler (under 'pooler') when it has
+    one: what a classifier fine-tunes."""
+    params = dict(self.params)
+    if self.pooler is not None:
+      params['pooler'] = self.pooler
+    return params

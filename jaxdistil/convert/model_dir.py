@@ -13,7 +13,9 @@ given as a checkpoint is) holds
 
 `load_model(path)` reads any of: such a directory; a `train` workdir (the
 student of its latest checkpoint, described by the workdir's `model.json`); a
-Hugging Face directory; a hub id.
+Hugging Face directory; a hub id. `load_with_tokenizer` adds the tokenizer to
+feed it: a `--tokenizer` given, else the model's own, else one line asking
+for `--tokenizer`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ import numpy as np
 from jaxdistil import fs, workdir
 from jaxdistil.convert import hf_in
 from jaxdistil.convert.classifier import ClassifierInfo
-from jaxdistil.convert.hf_files import ConvertError, copy_tokenizer, has_tokenizer
+from jaxdistil.convert.hf_files import ConvertError
 from jaxdistil.convert.loaded import Loaded
+from jaxdistil.data import tokenizer as tokenizer_lib
+from jaxdistil.data.tokenizer import copy_tokenizer, has_tokenizer
 from jaxdistil.models import bert
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 MODEL_FILE = 'jaxdistil_model.json'
 FORMAT = 'jaxdistil-model'
@@ -187,3 +191,20 @@ def load_model(path_or_id: str, init_missing_head: bool = False,
           f'{path_or_id} is neither a Hugging Face model (no config.json), a '
           f'jaxdistil model ({MODEL_FILE}) nor a train workdir ({workdir.MODEL})')
   return hf_in.import_hf(path_or_id, init_missing_head, shardings=shardings_for)
+
+
+def load_with_tokenizer(path: str, tokenizer: str | None = None,
+                        flag: str | None = '--tokenizer'):
+  """(`Loaded`, tokenizer) of a model to fine-tune or run: `load_model(path)`
+  (a checkpoint without an MLM head too: a task brings its own head) and the
+  tokenizer `tokenizer` names (a folder or hub id) when given, else the
+  model's own. A model with neither is one ConvertError line, naming `flag`
+  (the command's flag for a tokenizer, if it has one); a tokenizer that does
+  not load is one `TokenizerError` line."""
+  loaded = load_model(path, init_missing_head=True)
+  if tokenizer:
+    return loaded, tokenizer_lib.load(tokenizer)
+  if not loaded.tokenizer_dir:
+    raise ConvertError(f'{path} has no tokenizer files (vocab.txt or '
+                       f'tokenizer.json)' + (f': pass {flag}=DIR' if flag else ''))
+  return loaded, tokenizer_lib.load_folder(loaded.tokenizer_dir)

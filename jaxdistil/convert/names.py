@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +42,49 @@ def _ln(ours, hf, head=False):
           Entry(ours + ('bias',), hf + '.bias', None, head)]
 
 
-def _layer(i, q, k, v, o, ln1, ffn_in, ffn_out, ln2):
+# Each layout's HF names, as tables: its encoder layers' prefix and the eight
+# parts of a layer (query, key, value, attention output, its LayerNorm, FFN in,
+# FFN out, its LayerNorm); its masked-LM head (transform dense, transform
+# LayerNorm, output bias, untied decoder); its sequence classifier's head (two
+# dense layers: (our path, HF name) each, the first BERT's pooler, prefixed).
+LAYERS = {
+    'bert': ('encoder.layer', (
+        'attention.self.query', 'attention.self.key', 'attention.self.value',
+        'attention.output.dense', 'attention.output.LayerNorm',
+        'intermediate.dense', 'output.dense', 'output.LayerNorm')),
+    'distilbert': ('transformer.layer', (
+        'attention.q_lin', 'attention.k_lin', 'attention.v_lin',
+        'attention.out_lin', 'sa_layer_norm', 'ffn.lin1', 'ffn.lin2',
+        'output_layer_norm')),
+}
+MLM_HEAD = {
+    'bert': ('cls.predictions.transform.dense',
+             'cls.predictions.transform.LayerNorm', 'cls.predictions.bias',
+             'cls.predictions.decoder.weight'),
+    'distilbert': ('vocab_transform', 'vocab_layer_norm', 'vocab_projector.bias',
+                   'vocab_projector.weight'),
+    'roberta': ('lm_head.dense', 'lm_head.layer_norm', 'lm_head.bias',
+                'lm_head.decoder.weight'),
+}
+CLASSIFIER_HEAD = {
+    'bert': ((('pooler', 'dense'), 'bert.pooler.dense'),
+             (('classifier',), 'classifier')),
+    'distilbert': ((('pre_classifier',), 'pre_classifier'),
+                   (('classifier',), 'classifier')),
+    'roberta': ((('dense',), 'classifier.dense'),
+                (('out_proj',), 'classifier.out_proj')),
+}
+# RoBERTa and XLM-RoBERTa are BERT's encoder, with RoBERTa's heads.
+ENCODER = {'bert': 'bert', 'distilbert': 'distilbert', 'roberta': 'bert',
+           'xlm-roberta': 'bert'}
+HEADS = {'bert': 'bert', 'distilbert': 'distilbert', 'roberta': 'roberta',
+         'xlm-roberta': 'roberta'}
+
+
+def _layer(i: int, prefix: str, parts) -> list[Entry]:
   p = ('encoder', f'layer_{i}')
   att = p + ('attention',)
+  q, k, v, o, ln1, ffn_in, ffn_out, ln2 = (f'{prefix}.{i}.{x}' for x in parts)
   return (_dense(att + ('self', 'query'), q) + _dense(att + ('self', 'key'), k) +
           _dense(att + ('self', 'value'), v) +
           _dense(att + ('output', 'dense'), o, split=2) +
@@ -54,8 +94,9 @@ def _layer(i, q, k, v, o, ln1, ffn_in, ffn_out, ln2):
           _ln(p + ('output', 'LayerNorm'), ln2))
 
 
-def _bert_encoder(cfg: BertConfig) -> list[Entry]:
-  """BERT's encoder names, which RoBERTa and XLM-RoBERTa share."""
+def _encoder(cfg: BertConfig, encoder: str) -> list[Entry]:
+  """The embeddings and every layer, in `encoder`'s names ('bert' or
+  'distilbert'); token types when the config has them."""
   emb = ('embeddings',)
   out = [Entry(emb + ('word_embeddings', 'embedding'), 'embeddings.word_embeddings.weight'),
          Entry(emb + ('position_embeddings', 'embedding'),
@@ -64,28 +105,28 @@ def _bert_encoder(cfg: BertConfig) -> list[Entry]:
     out.append(Entry(emb + ('token_type_embeddings', 'embedding'),
                      'embeddings.token_type_embeddings.weight'))
   out += _ln(emb + ('LayerNorm',), 'embeddings.LayerNorm')
+  prefix, parts = LAYERS[encoder]
   for i in range(cfg.num_layers):
-    p = f'encoder.layer.{i}.'
-    out += _layer(i, p + 'attention.self.query', p + 'attention.self.key',
-                  p + 'attention.self.value', p + 'attention.output.dense',
-                  p + 'attention.output.LayerNorm', p + 'intermediate.dense',
-                  p + 'output.dense', p + 'output.LayerNorm')
+    out += _layer(i, prefix, parts)
+  return out
+
+
+def _mlm_head(cfg: BertConfig, heads: str) -> list[Entry]:
+  """Our `cls/predictions` under `heads`' names ('bert', 'distilbert' or
+  'roberta'), its decoder only when untied."""
+  dense, norm, bias, decoder = MLM_HEAD[heads]
+  ours = ('cls', 'predictions')
+  out = (_dense(ours + ('transform', 'dense'), dense, head=True)
+         + _ln(ours + ('transform', 'LayerNorm'), norm, head=True)
+         + [Entry(ours + ('bias',), bias, head=True)])
+  if not cfg.tie_word_embeddings:
+    out.append(Entry(ours + ('decoder', 'kernel'), decoder, 1, head=True))
   return out
 
 
 def bert_entries(cfg: BertConfig) -> list[Entry]:
   """`BertForMaskedLM` names: `bert.` is the encoder's prefix, `cls.` the head's."""
-  out = _bert_encoder(cfg)
-  head = ('cls', 'predictions')
-  out += _dense(head + ('transform', 'dense'), 'cls.predictions.transform.dense',
-                head=True)
-  out += _ln(head + ('transform', 'LayerNorm'), 'cls.predictions.transform.LayerNorm',
-             head=True)
-  out.append(Entry(head + ('bias',), 'cls.predictions.bias', head=True))
-  if not cfg.tie_word_embeddings:
-    out.append(Entry(head + ('decoder', 'kernel'), 'cls.predictions.decoder.weight',
-                     1, head=True))
-  return out
+  return _encoder(cfg, 'bert') + _mlm_head(cfg, 'bert')
 
 
 def distilbert_entries(cfg: BertConfig) -> list[Entry]:
@@ -93,49 +134,22 @@ def distilbert_entries(cfg: BertConfig) -> list[Entry]:
   (`vocab_transform`, `vocab_layer_norm`, `vocab_projector`) sits at the root."""
   if cfg.type_vocab_size:
     raise ValueError('the DistilBERT layout has no token-type embeddings')
-  emb = ('embeddings',)
-  out = [Entry(emb + ('word_embeddings', 'embedding'), 'embeddings.word_embeddings.weight'),
-         Entry(emb + ('position_embeddings', 'embedding'),
-               'embeddings.position_embeddings.weight')]
-  out += _ln(emb + ('LayerNorm',), 'embeddings.LayerNorm')
-  for i in range(cfg.num_layers):
-    p = f'transformer.layer.{i}.'
-    out += _layer(i, p + 'attention.q_lin', p + 'attention.k_lin',
-                  p + 'attention.v_lin', p + 'attention.out_lin',
-                  p + 'sa_layer_norm', p + 'ffn.lin1', p + 'ffn.lin2',
-                  p + 'output_layer_norm')
-  head = ('cls', 'predictions')
-  out += _dense(head + ('transform', 'dense'), 'vocab_transform', head=True)
-  out += _ln(head + ('transform', 'LayerNorm'), 'vocab_layer_norm', head=True)
-  out.append(Entry(head + ('bias',), 'vocab_projector.bias', head=True))
-  if not cfg.tie_word_embeddings:
-    out.append(Entry(head + ('decoder', 'kernel'), 'vocab_projector.weight', 1,
-                     head=True))
-  return out
+  return _encoder(cfg, 'distilbert') + _mlm_head(cfg, 'distilbert')
 
 
 def roberta_entries(cfg: BertConfig) -> list[Entry]:
   """`RobertaForMaskedLM` (and `XLMRobertaForMaskedLM`) names: BERT's encoder
   under `roberta.`, the head `lm_head.` (dense, layer_norm, bias, decoder)."""
-  out = _bert_encoder(cfg)
-  head = ('cls', 'predictions')
-  out += _dense(head + ('transform', 'dense'), 'lm_head.dense', head=True)
-  out += _ln(head + ('transform', 'LayerNorm'), 'lm_head.layer_norm', head=True)
-  out.append(Entry(head + ('bias',), 'lm_head.bias', head=True))
-  if not cfg.tie_word_embeddings:
-    out.append(Entry(head + ('decoder', 'kernel'), 'lm_head.decoder.weight', 1,
-                     head=True))
-  return out
+  return _encoder(cfg, 'bert') + _mlm_head(cfg, 'roberta')
 
 
 def entries(layout: str, cfg: BertConfig) -> list[Entry]:
-  if layout == 'bert':
-    return bert_entries(cfg)
+  """Every tensor of a masked-LM model of `layout`."""
+  if layout not in HEADS:
+    raise ValueError(f'unknown layout {layout!r}')
   if layout == 'distilbert':
     return distilbert_entries(cfg)
-  if layout in ('roberta', 'xlm-roberta'):
-    return roberta_entries(cfg)
-  raise ValueError(f'unknown layout {layout!r}')
+  return _encoder(cfg, ENCODER[layout]) + _mlm_head(cfg, HEADS[layout])
 
 
 # The encoder's prefix in checkpoints of a model with a head.
@@ -186,16 +200,9 @@ def classifier_entries(layout: str) -> list[Entry]:
   """The head's tensors for `layout`, paths inside our head tree. BERT's
   pooler sits inside the encoder (`bert.pooler.dense`); it is given here
   with its prefix."""
-  if layout == 'bert':
-    return (_dense(('pooler', 'dense'), 'bert.pooler.dense')
-            + _dense(('classifier',), 'classifier'))
-  if layout == 'distilbert':
-    return (_dense(('pre_classifier',), 'pre_classifier')
-            + _dense(('classifier',), 'classifier'))
-  if layout in ('roberta', 'xlm-roberta'):
-    return (_dense(('dense',), 'classifier.dense')
-            + _dense(('out_proj',), 'classifier.out_proj'))
-  raise ValueError(f'unknown layout {layout!r}')
+  if layout not in HEADS:
+    raise ValueError(f'unknown layout {layout!r}')
+  return [e for ours, hf in CLASSIFIER_HEAD[HEADS[layout]] for e in _dense(ours, hf)]
 
 
 def head_layout(head: dict) -> str:

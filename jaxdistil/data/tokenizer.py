@@ -15,6 +15,9 @@ multilingual BERT) has thousands. Anything else is taken as a hub id (`bert-base
 cannot be reached, one line says so within seconds instead of retrying for a
 minute.
 
+`has_tokenizer()` and `copy_tokenizer()` find and copy the files that make one
+(`TOKENIZER_FILES`), local or remote, without loading it.
+
 `fingerprint()` identifies a tokenizer (its vocabulary and lowercasing), so that
 data prepared with one is never silently read with another; `vocab_hash()`
 identifies the vocabulary alone, and `differences()` says how prepared data and
@@ -34,6 +37,12 @@ SPECIAL_TOKENS = ('pad', 'unk', 'cls', 'sep', 'mask')
 FALLBACK = {'cls': 'bos', 'sep': 'eos'}
 NEEDED = ('a tokenizer with pad, unk, cls (or bos), sep (or eos) and mask tokens '
           'is needed')
+
+
+# The files that make a tokenizer, wherever one is kept (an HF model directory,
+# a workdir's tokenizer/, a jaxdistil model directory).
+TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
+                   'special_tokens_map.json', 'added_tokens.json')
 
 
 class TokenizerError(ValueError):
@@ -121,6 +130,27 @@ def load_folder(folder: str):
     return load(local)
   finally:
     shutil.rmtree(local, ignore_errors=True)
+
+
+def has_tokenizer(directory: str | None) -> bool:
+  """Whether `directory` (local or a URL) holds a tokenizer we can load."""
+  from jaxdistil import fs
+  return bool(directory) and any(
+      fs.isfile(fs.join(directory, f)) for f in ('vocab.txt', 'tokenizer.json'))
+
+
+def copy_tokenizer(source: str | None, output: str) -> list[str]:
+  """Copies the tokenizer files of `source` into the folder `output` (either
+  side local or a URL; `output` is created); returns the names copied."""
+  from jaxdistil import fs
+  if not source:
+    return []
+  copied = [f for f in TOKENIZER_FILES if fs.isfile(fs.join(source, f))]
+  if copied:
+    fs.makedirs(output)
+  for f in copied:
+    fs.copy_file(fs.join(source, f), fs.join(output, f))
+  return copied
 
 
 def _special_id(tok, name: str) -> int | None:

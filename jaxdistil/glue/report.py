@@ -9,7 +9,7 @@ footnote names the tasks it covers, since it is not comparable to the paper's.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from jaxdistil.glue import metrics as glue_metrics
 from jaxdistil.glue.tasks import TABLE1_ORDER
@@ -59,11 +59,18 @@ def table1(rows: Mapping[str, Mapping], digits: int = 1) -> str:
 
 
 def ablation_table(variants: Mapping[str, Mapping | float],
-                   reference: str = 'full', digits: int = 2) -> str:
+                   reference: str = 'full', digits: int = 2,
+                   paper: Mapping[str, float] | None = None,
+                   seeds: Mapping[str, str] | None = None,
+                   tasks: Sequence[str] | None = None) -> str:
   """Table 4: per variant, its GLUE macro score and the change against
   `reference` (the full triple loss with teacher initialisation).
 
-  `variants` maps a variant name to its macro score or to its per-task results.
+  `variants` maps a variant name to its macro score or to its per-task
+  results; one with no results yet (an empty mapping) shows '-'. `paper`
+  (the paper's change, per variant) and `seeds` (the seeds run, per variant)
+  add those columns. Given the `tasks` run, a variant with results for fewer
+  of them is starred, and a footnote names the tasks its score covers.
   """
   def macro(v):
     return (glue_metrics.macro_score(task_scores(v)) if isinstance(v, Mapping)
@@ -73,10 +80,25 @@ def ablation_table(variants: Mapping[str, Mapping | float],
     raise ValueError(f'no {reference!r} variant to compare against (have '
                      f'{list(variants)})')
   base = macro(variants[reference])
-  lines = ['| Ablation | Score | Variation on GLUE macro-score |',
-           '|---|---|---|']
+  cols = (['Ablation', 'Score', 'Variation'] + ['Paper'] * (paper is not None)
+          + ['Seeds'] * (seeds is not None))
+  lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+  partial = []
   for name, v in variants.items():
-    score = macro(v)
-    delta = '-' if name == reference else f'{score - base:+.{digits}f}'
-    lines.append(f'| {name} | {score:.{digits}f} | {delta} |')
+    cells = [name, '-', '-']
+    if not (isinstance(v, Mapping) and not v):
+      score = macro(v)
+      short = tasks is not None and isinstance(v, Mapping) and len(v) < len(tasks)
+      if short:
+        partial.append(f'{name}: mean over {", ".join(v)} only')
+      cells[1:] = [f'{score:.{digits}f}' + ('*' if short else ''),
+                   '-' if name == reference else f'{score - base:+.{digits}f}']
+    if paper is not None:
+      cells.append('-' if name == reference or name not in paper
+                   else f'{paper[name]:+.{digits}f}')
+    if seeds is not None:
+      cells.append(str(seeds.get(name, 0)))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  if partial:
+    lines += ['', '\\* Not every task has run yet: ' + '; '.join(partial) + '.']
   return '\n'.join(lines)

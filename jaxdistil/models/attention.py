@@ -21,6 +21,10 @@ in one line what to use instead where a choice cannot run. All three give the
 same outputs at real (non-padding) positions, and the same gradients; at
 padding positions they differ (XLA lets padding attend to the real tokens,
 the kernels to the other padding), and those are never read.
+
+Which keys a query may see, for the XLA path, is `attention_bias_of` (padding,
+or the block diagonal of a packed row); `position_ids_of` numbers a packed
+row's tokens from 0 in each of its sequences.
 """
 
 from __future__ import annotations
@@ -79,30 +83,52 @@ def resolve(kind: str, *, head_dim: int, dtype: str, dropout: float,
     return 'xla', None
   no_dropout = (f'it has no attention dropout, and this model uses '
                 f'{dropout} (set its attention_dropout to 0)') if dropout else None
-  if kind == 'splash':
-    problem = splash_problem(max_len, backend, interpret) or no_dropout
+  problems = {   # why each kernel cannot run this model here, or None
+      'splash': lambda: splash_problem(max_len, backend, interpret) or no_dropout,
+      'cudnn': lambda: cudnn_problem(head_dim, dtype, backend) or no_dropout}
+  if kind != 'auto':
+    problem = problems[kind]()
     if problem:
-      raise AttentionError(f"model.attention='splash' cannot run: {problem}; "
+      raise AttentionError(f"model.attention='{kind}' cannot run: {problem}; "
                            f"use 'xla' or 'auto'")
-    return 'splash', None
-  if kind == 'cudnn':
-    problem = cudnn_problem(head_dim, dtype, backend) or no_dropout
-    if problem:
-      raise AttentionError(f"model.attention='cudnn' cannot run: {problem}; "
-                           f"use 'xla' or 'auto'")
-    return 'cudnn', None
-  # auto
-  if backend == 'tpu':
-    problem = splash_problem(max_len, backend, interpret) or no_dropout
-    if not problem:
-      return 'splash', None
-    return 'xla', f'attention: splash not used ({problem}); XLA attention'
-  if backend == 'gpu':
-    problem = cudnn_problem(head_dim, dtype, backend) or no_dropout
-    if not problem:
-      return 'cudnn', None
-    return 'xla', f'attention: cuDNN not used ({problem}); XLA attention'
-  return 'xla', None
+    return kind, None
+  kernel = {'tpu': 'splash', 'gpu': 'cudnn'}.get(backend)
+  if kernel is None:
+    return 'xla', None
+  problem = problems[kernel]()
+  if not problem:
+    return kernel, None
+  name = {'splash': 'splash', 'cudnn': 'cuDNN'}[kernel]
+  return 'xla', f'attention: {name} not used ({problem}); XLA attention'
+
+
+def attention_bias_of(attention_mask, segment_ids=None):
+  """The additive attention bias, float32, broadcastable to [B, heads, Lq, Lk].
+
+  Unpacked rows (`segment_ids` None): padding keys get a large negative score,
+  as [B, 1, 1, L]. Packed rows: a query may attend to a key only when both
+  belong to the same sequence (equal, nonzero segment ids), as [B, 1, L, L]:
+  block-diagonal attention, so each sequence sees nothing of its neighbours.
+  A padding query (segment 0) attends nowhere real; its output is never used.
+  """
+  neg = jnp.finfo(jnp.float32).min
+  if segment_ids is None:
+    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
+                     neg).astype(jnp.float32)
+  same = ((segment_ids[:, :, None] == segment_ids[:, None, :])
+          & (segment_ids[:, None, :] > 0))
+  return jnp.where(same[:, None], 0.0, neg).astype(jnp.float32)
+
+
+def position_ids_of(segment_ids):
+  """Positions that restart at 0 in each sequence of a packed row (padding,
+  segment 0, gets positions too; they are never used)."""
+  length = segment_ids.shape[1]
+  index = jnp.arange(length)[None]
+  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool),
+                            segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+  start_index = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
+  return (index - start_index).astype(jnp.int32)
 
 
 def segments_of(attention_mask, segment_ids=None):

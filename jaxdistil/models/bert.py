@@ -18,6 +18,11 @@ Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv`, `ml
 The public surface is two pure functions over a plain params pytree:
 `init(config, rng)` and `apply(config, params, input_ids, attention_mask, ...)`.
 
+`BertConfig` lives in `models.config` (no flax), the counter-hash `Dropout`
+in `models.dropout`, and the attention masks of padded and packed rows
+(`attention_bias_of`, `position_ids_of`) in `models.attention`; all are
+re-exported here.
+
 Over 300 lines on purpose: the whole encoder in one file, as the Flax
 examples keep a model: its modules, `init`/`apply`, the parameter names and
 the logical axes of every parameter, which change together.
@@ -25,7 +30,6 @@ the logical axes of every parameter, which change together.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -36,74 +40,16 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxdistil.models import attention as attention_lib
+from jaxdistil.models.attention import attention_bias_of, position_ids_of
+from jaxdistil.models.config import (ACTIVATIONS, FAMILIES, LAYOUTS, REMAT,
+                                     ROBERTA_FAMILIES, BertConfig)
+from jaxdistil.models.dropout import Dropout
 from jaxdistil.sharding import constrain
 
-
-@dataclasses.dataclass(frozen=True)
-class BertConfig:
-  """Shape and behaviour of one BERT encoder (hashable: it is a static jit argument)."""
-  vocab_size: int = 30522
-  hidden_size: int = 768
-  num_layers: int = 12
-  num_heads: int = 12
-  intermediate_size: int = 3072
-  max_position_embeddings: int = 512
-  # 0 means no token-type embeddings (the DistilBERT layout).
-  type_vocab_size: int = 2
-  layer_norm_eps: float = 1e-12
-  hidden_dropout: float = 0.1
-  attention_dropout: float = 0.1
-  initializer_range: float = 0.02
-  # The MLP's and the MLM transform's activation, named as in HF configs:
-  # 'gelu' (exact, erf), 'gelu_new' / 'gelu_pytorch_tanh' (tanh approximation), 'relu'.
-  hidden_act: str = 'gelu'
-  # True: the MLM decoder is the word-embedding matrix (BERT's and DistilBERT's
-  # default); False: it has its own `cls/predictions/decoder/kernel`.
-  tie_word_embeddings: bool = True
-  # Whose dropout sites the encoder has: 'bert' (embeddings, attention
-  # probabilities, after the attention output projection, after the FFN) or
-  # 'distilbert' (DistilBERT's TransformerBlock: the same less the one after the
-  # attention output projection). Parameters are the same either way.
-  layout: str = 'bert'
-  # Compute dtype; parameters are always stored in float32.
-  dtype: str = 'float32'
-  # The checkpoint family, for what it changes in the computation: 'bert'
-  # (BERT, DistilBERT, multilingual BERT) or 'roberta' / 'xlm-roberta', whose
-  # positions start after the padding index (see `position_offset`) and whose
-  # MLM transform is always the exact GELU.
-  family: str = 'bert'
-  # The padding token's id: RoBERTa's padding takes position `pad_token_id`.
-  pad_token_id: int = 0
-  # The attention kernel, as `models.attention.resolve` chose it: 'xla',
-  # 'splash' (Pallas, TPU) or 'cudnn' (GPU); `pallas_interpret` runs Pallas
-  # kernels in interpret mode (tests on a CPU).
-  attention: str = 'xla'
-  pallas_interpret: bool = False
-  # What each layer keeps for the backward pass: 'none' (everything), 'dots'
-  # (the matmul outputs; the rest is recomputed) or 'full' (only the layer's
-  # input: the whole layer is recomputed).
-  remat: str = 'none'
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
-
-  @property
-  def position_offset(self) -> int:
-    """What is added to a token's position within its sequence: 0 for BERT;
-    `pad_token_id + 1` for RoBERTa, as fairseq numbered them (padding itself
-    takes position `pad_token_id`)."""
-    return self.pad_token_id + 1 if self.family in ROBERTA_FAMILIES else 0
-
-  def replace(self, **kw) -> 'BertConfig':
-    return dataclasses.replace(self, **kw)
-
-
-REMAT = ('none', 'dots', 'full')
-ACTIVATIONS = ('gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu')
-LAYOUTS = ('bert', 'distilbert')
-FAMILIES = ('bert', 'roberta', 'xlm-roberta')
-ROBERTA_FAMILIES = ('roberta', 'xlm-roberta')
+__all__ = ['ACTIVATIONS', 'FAMILIES', 'LAYOUTS', 'REMAT', 'ROBERTA_FAMILIES',
+           'AttentionInputs', 'BertConfig', 'BertOutput', 'Dropout',
+           'activation', 'apply', 'attention_bias_of', 'init', 'logical_axes',
+           'param_count', 'position_ids_of']
 
 
 def activation(name: str):
@@ -119,43 +65,6 @@ def activation(name: str):
 class BertOutput(NamedTuple):
   logits: jax.Array          # [batch, length, vocab], float32
   hidden_states: tuple       # num_layers + 1 arrays [batch, length, hidden]
-
-
-def _fmix32(h):
-  """MurmurHash3's 32-bit finaliser: a bijection that mixes every input bit."""
-  h = h ^ (h >> 16)
-  h = h * jnp.uint32(0x85EBCA6B)
-  h = h ^ (h >> 13)
-  h = h * jnp.uint32(0xC2B2AE35)
-  return h ^ (h >> 16)
-
-
-class Dropout(nn.Module):
-  """Inverted dropout whose random bits come from a counter hash.
-
-  On a CPU, drawing one threefry value per element made dropout cost 0.5 s of a
-  7.9 s base-config step. Here one threefry draw per call gives two 32-bit seeds,
-  and element i's bits are fmix32(fmix32(i * golden + seed0) ^ seed1), split into
-  two 16-bit uniforms (about 20x cheaper; deterministic given the key, and the
-  same whatever the sharding, since i is the global index). The drop probability
-  is rounded to a multiple of 1/65536 (0.1 -> 0.1000061) and kept values are
-  scaled by the exact inverse keep probability, so the expectation is unchanged.
-  """
-  rate: float
-
-  @nn.compact
-  def __call__(self, x, deterministic: bool):
-    if deterministic or self.rate == 0.0:
-      return x
-    threshold = int(round(self.rate * 65536))
-    seeds = jax.random.bits(self.make_rng('dropout'), (2,), jnp.uint32)
-    n = x.size
-    counter = jax.lax.iota(jnp.uint32, (n + 1) // 2)
-    words = _fmix32(_fmix32(counter * jnp.uint32(0x9E3779B9) + seeds[0]) ^ seeds[1])
-    u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n]
-    keep = (u16 >= threshold).reshape(x.shape)
-    scale = jnp.asarray(65536.0 / (65536 - threshold), x.dtype)
-    return jnp.where(keep, x * scale, jnp.zeros_like(x))
 
 
 def _init(cfg: BertConfig, axes):
@@ -425,35 +334,6 @@ class MaskedLM(nn.Module):
     hidden_states = Encoder(self.cfg, name='encoder')(x, mask, deterministic)
     logits = Cls(self.cfg, name='cls')(hidden_states[-1], embeddings)
     return BertOutput(logits, hidden_states)
-
-
-def attention_bias_of(attention_mask, segment_ids=None):
-  """The additive attention bias, float32, broadcastable to [B, heads, Lq, Lk].
-
-  Unpacked rows (`segment_ids` None): padding keys get a large negative score,
-  as [B, 1, 1, L]. Packed rows: a query may attend to a key only when both
-  belong to the same sequence (equal, nonzero segment ids), as [B, 1, L, L]:
-  block-diagonal attention, so each sequence sees nothing of its neighbours.
-  A padding query (segment 0) attends nowhere real; its output is never used.
-  """
-  neg = jnp.finfo(jnp.float32).min
-  if segment_ids is None:
-    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
-                     neg).astype(jnp.float32)
-  same = ((segment_ids[:, :, None] == segment_ids[:, None, :])
-          & (segment_ids[:, None, :] > 0))
-  return jnp.where(same[:, None], 0.0, neg).astype(jnp.float32)
-
-
-def position_ids_of(segment_ids):
-  """Positions that restart at 0 in each sequence of a packed row (padding,
-  segment 0, gets positions too; they are never used)."""
-  length = segment_ids.shape[1]
-  index = jnp.arange(length)[None]
-  starts = jnp.concatenate([jnp.ones_like(segment_ids[:, :1], bool),
-                            segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
-  start_index = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
-  return (index - start_index).astype(jnp.int32)
 
 
 def _boxed_init(cfg: BertConfig, rng):

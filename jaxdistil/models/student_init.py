@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxdistil.models.bert import BertConfig
+from jaxdistil.models.config import BertConfig
 
 
 def default_layer_map(teacher_layers: int, student_layers: int) -> tuple[int, ...]:

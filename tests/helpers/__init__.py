@@ -1,4 +1,8 @@
-"""Shared helpers for the tests: tiny configs, batches, tree comparisons."""
+"""Shared helpers for the tests: tiny configs, batches, tree comparisons, real
+text and tokenizers, GLUE-shaped files, train runs read back.
+
+Test modules import from here (or `helpers.parity`, the PyTorch reference),
+never from one another."""
 
 import os
 
@@ -59,7 +63,7 @@ def without_key_bias(params):
   return out
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED_VOCAB = os.path.join(ROOT, '..', 'shared', 'data', 'vocab')
 # The quick-start teacher's 4,096-piece WordPiece vocabulary ships in the package.
 SHIPPED_VOCAB = os.path.join(ROOT, 'jaxdistil', 'quickstart_data', 'teacher')
@@ -222,3 +226,42 @@ def glue_subset(source: str, folder: str, task: str, n_train: int, n_dev: int):
     with open(os.path.join(folder, task, f'{split}.tsv'), 'w',
               encoding='utf-8') as f:
       f.write('\n'.join(lines[:header + n]) + '\n')
+
+
+def mnli_lines(n, seed=0):
+  """MNLI's dev layout: 16 columns, the texts in 9 and 10, gold_label last."""
+  rng = np.random.default_rng(seed)
+  head = ('index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\t'
+          'sentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\t'
+          'sentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label')
+  names = ('contradiction', 'entailment', 'neutral')
+  rows, labels = [head], []
+  for i in range(n):
+    y = names[rng.integers(3)]
+    labels.append(names.index(y))
+    rows.append('\t'.join([str(i), '1', f'{i}e', 'fiction', '( ( a b ) c )',
+                           '( d e )', '(ROOT (S a))', '(ROOT (S d))',
+                           f'premise {i} "q"', f'hypothesis {i}', y, y, 'neutral',
+                           y, y, y]))
+  return rows, labels
+
+
+# `python -m jaxdistil.train` in a subprocess: one CPU device, no test flags.
+ENV = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+
+
+def finished_steps(workdir):
+  """The steps of a train workdir's checkpoints, in order ([] before any)."""
+  d = os.path.join(workdir, 'checkpoints')
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(
+      d) else []
+
+
+def final_params(workdir):
+  """(step, params) of a train workdir's last checkpoint, as NumPy."""
+  import orbax.checkpoint as ocp
+  step = finished_steps(workdir)[-1]
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  out = mgr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
+  return step, jax.tree.map(np.asarray, out['state']['params'])
