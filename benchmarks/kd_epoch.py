@@ -45,11 +45,12 @@ def main(argv=None) -> int:
   import numpy as np
   from jaxdistil import flops, inference_bench
   from jaxdistil.convert.classifier import ClassifierInfo
-  from jaxdistil.glue import finetune, heads, labels, run, tasks
+  from jaxdistil.glue import finetune, heads, labels, run, tasks, teacher as teacher_lib
   task = tasks.get(args.task)
-  loaded = run.load_loaded(args.model)
-  cfg, params, tok = run.unpack_loaded(loaded)
-  s_cfg, s_params = run.student_of(cfg, params, args.student_layers, args.model)
+  loaded, tok = run.load(args.model)
+  cfg, params = loaded.config, loaded.params_with_pooler()
+  s_cfg, s_params = teacher_lib.student_of(cfg, params, args.student_layers,
+                                           args.model)
   with tempfile.TemporaryDirectory() as tmp:
     from jaxdistil import convert
     head = jax.device_get(heads.init_head(cfg, task.num_outputs, jax.random.key(7),
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     plain = finetune.run_task(task, args.data_dir, s_cfg, s_params, tok, **common)
     plain_wall = time.perf_counter() - t
-    teacher = run.make_teacher(teacher_dir, task, 128, os.path.join(tmp, 'work'))
+    teacher = teacher_lib.make_teacher(teacher_dir, task, 128, os.path.join(tmp, 'work'))
     t = time.perf_counter()
     teacher(finetune.load_task_data(
         task, args.data_dir, tok, finetune.FinetuneConfig(

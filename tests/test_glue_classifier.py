@@ -65,7 +65,7 @@ def glue_dir(tmp_path_factory):
 
 
 def run_glue(args) -> int:
-  return glue_cli.main(args + ['--no_progress', '--max_len=64', '--batch_size=8'])
+  return glue_cli.main(args + ['--noprogress', '--max_len=64', '--batch_size=8'])
 
 
 def pipeline_scores(path: str, task, examples) -> np.ndarray:

@@ -112,7 +112,7 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
                      ('student', student_cfg, student_params)):
     convert.save_model(str(tmp_path / path), c, p, 'distilbert',
                        tokenizer_dir=VOCAB)
-  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}']
+  common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}']
   teacher = str(tmp_path / 'teacher')
   assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--task=SST-2',
                         '--max_steps=6', f'--save={teacher}'] + common) == 0
@@ -196,7 +196,7 @@ def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
                      tokenizer_dir=VOCAB)
   convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
                      tokenizer_dir=VOCAB)
-  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
+  common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
             '--task=SST-2']
   teacher = str(tmp_path / 'teacher')
   assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=4',
@@ -326,7 +326,7 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
                      tokenizer_dir=VOCAB)
   convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
                      tokenizer_dir=VOCAB)
-  common = ['--no_progress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
+  common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
             '--task=SST-2']
   teacher = str(tmp_path / 'teacher')
   assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=2',
@@ -351,7 +351,7 @@ def test_a_teacher_with_another_tokenizer_reads_the_raw_text_itself(tok, tmp_pat
   torch = pytest.importorskip('torch')
   from helpers import bpe_tokenizer_dir
   from jaxdistil.glue import data as glue_data
-  from jaxdistil.glue import run as glue_run
+  from jaxdistil.glue import teacher as glue_teacher
   glue = str(tmp_path / 'glue')
   glue_subset(GLUE, glue, 'MRPC', 12, 4)
   task = tasks.get('MRPC')
@@ -367,7 +367,7 @@ def test_a_teacher_with_another_tokenizer_reads_the_raw_text_itself(tok, tmp_pat
   torch.manual_seed(0)
   model = transformers.RobertaForSequenceClassification(config).eval()
   model.save_pretrained(path)
-  teacher = glue_run.make_teacher(path, task, 64, None)
+  teacher = glue_teacher.make_teacher(path, task, 64, None)
   ours = teacher(train, 'train')
   hf_tok = transformers.AutoTokenizer.from_pretrained(path)
   enc = hf_tok(train.text_a, train.text_b, truncation=True, max_length=64,

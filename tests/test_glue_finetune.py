@@ -372,7 +372,7 @@ def test_command_line_runs_every_present_task_and_writes_json_and_table(
   out = str(tmp_path / 'out' / 'tiny.json')
   code = cli.main(['--model=/models/tiny', '--task=all', f'--data_dir={glue}',
                    '--max_steps=3', '--max_len=16', '--batch_size=16',
-                   '--no_progress', f'--output={out}'],
+                   '--noprogress', f'--output={out}'],
                   load_model=lambda path: (cfg, params, tok))
   assert code == 0
   summary = json.load(open(out))
@@ -413,7 +413,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
   assert 'no GLUE task found' in err[2]
 
 
-@pytest.mark.parametrize('flag,want', [([], True), (['--no_length_buckets'], False)])
+@pytest.mark.parametrize('flag,want', [([], True), (['--nolength_buckets'], False), (['--no_length_buckets'], False)])
 def test_command_line_passes_length_buckets_and_prints_the_padding(
     tmp_path, capsys, monkeypatch, flag, want):
   write_stsb(str(tmp_path), 4, 4)
@@ -426,7 +426,7 @@ def test_command_line_passes_length_buckets_and_prints_the_padding(
 
   monkeypatch.setattr(finetune, 'run_task', run_task)
   assert cli.main(['--model=m', '--task=STS-B', f'--data_dir={tmp_path}',
-                   '--no_progress'] + flag,
+                   '--noprogress'] + flag,
                   load_model=lambda path: (None, {}, object())) == 0
   assert seen['length_buckets'] is want
   assert '(padding: 15% of train tokens, 37% of dev)' in capsys.readouterr().err
@@ -442,21 +442,22 @@ def test_batch_size_must_divide_over_the_data_parallel_devices(tok, tmp_path):
 
 
 @needs_data
-def test_a_loaded_checkpoint_is_unpacked_with_its_pooler_and_tokenizer():
-  from types import SimpleNamespace
+def test_a_loaded_checkpoint_gives_its_pooler_and_tokenizer(tmp_path):
+  from jaxdistil import convert
   cfg, params = tiny_bert(30522)
   pooler = {'dense': {'kernel': np.eye(32, dtype=np.float32),
                       'bias': np.zeros(32, np.float32)}}
-  loaded = SimpleNamespace(config=cfg, params=params, pooler=pooler,
-                           tokenizer_dir=VOCAB, layout='bert')
-  got_cfg, got_params, got_tok = glue_run.unpack_loaded(loaded)
-  assert got_cfg is cfg and got_params['pooler'] is pooler
-  assert set(got_params) == set(params) | {'pooler'} and 'pooler' not in params
-  assert got_tok.cls_token_id == 101 and len(got_tok) == 30522
-  loaded = SimpleNamespace(config=cfg, params=params, pooler=None, tokenizer_dir=None)
-  assert glue_run.unpack_loaded(loaded)[1].keys() == params.keys()
-  assert glue_run.unpack_loaded(loaded)[2] is None
-  assert glue_run.unpack_loaded((cfg, params, None)) == (cfg, params, None)
+  convert.save_model(str(tmp_path / 'm'), cfg, params, 'bert', pooler=pooler,
+                     tokenizer_dir=VOCAB)
+  loaded, tok = glue_run.load(str(tmp_path / 'm'))
+  got = loaded.params_with_pooler()
+  np.testing.assert_array_equal(got['pooler']['dense']['kernel'], np.eye(32))
+  assert set(got) == set(params) | {'pooler'}
+  assert tok.cls_token_id == 101 and len(tok) == 30522
+  convert.save_model(str(tmp_path / 'bare'), cfg, params, 'bert')
+  with pytest.raises(GlueError, match='no tokenizer files.*--tokenizer=DIR'):
+    glue_run.load(str(tmp_path / 'bare'))
+  assert len(glue_run.load(str(tmp_path / 'bare'), VOCAB)[1]) == 30522
 
 
 @needs_data

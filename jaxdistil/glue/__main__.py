@@ -16,7 +16,7 @@ comma-separated list, `all` (every task whose files are in `--data_dir`), or
 does the same for names and `all`). `--output` gets the JSON results and, next
 to it (`.md`), the markdown table. Each task's JSON has `padding_fraction`
 ({'train', 'eval'}: padding tokens over all tokens of the batches run, which
-length buckets keep low; `--no_length_buckets` pads everything to --max_len).
+length buckets keep low; `--nolength_buckets` pads everything to --max_len).
 `--save=DIR` (one task) writes the median seed's fine-tuned model as the
 layout's `*ForSequenceClassification` with the task's label names, which
 `AutoModelForSequenceClassification` and `pipeline('text-classification')`
@@ -42,6 +42,9 @@ from jaxdistil.glue.run import evaluate, write_outputs
 from jaxdistil.glue.tasks import GlueError
 
 PROG = 'python -m jaxdistil.glue'
+# absl's own spelling of a false boolean; the old ones work for a release.
+DEPRECATED = {'--no_progress': '--noprogress',
+              '--no_length_buckets': '--nolength_buckets'}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -63,12 +66,12 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer('max_steps', None, 'cap on steps per run', **d)
   flags.DEFINE_integer('max_train_examples', None, 'random subset of each train '
                        'split (smoke runs)', **d)
-  flags.DEFINE_bool('no_length_buckets', False, 'pad every example to --max_len '
-                    '(default: to the smallest of 8, 12, 16, 24, 32, 48, ... '
-                    'that holds it)', **d)
+  flags.DEFINE_bool('length_buckets', True, 'pad each example to the smallest of '
+                    '8, 12, 16, 24, 32, 48, ... that holds it (--nolength_buckets: '
+                    'every example to --max_len)', **d)
   flags.DEFINE_string('name', None, 'row name (default: model dir)', **d)
   flags.DEFINE_string('output', None, 'JSON results (+ .md table)', **d)
-  flags.DEFINE_bool('no_progress', False, 'no progress bars', **d)
+  flags.DEFINE_bool('progress', True, 'progress bars (--noprogress: none)', **d)
   flags.DEFINE_string('save', None, 'one task: write the fine-tuned model of the '
                       'median seed here, as a Hugging Face '
                       '*ForSequenceClassification folder (must be new or empty)',
@@ -108,7 +111,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 def main(argv: Sequence[str] | None = None,
          load_model: Callable | None = None) -> int:
   try:
-    args = cli.parse(PROG, __doc__, define_flags, argv)
+    args = cli.parse(PROG, __doc__, define_flags, argv, deprecated=DEPRECATED)
     cli.require(args, 'model')
     summary = evaluate(args, load_model)
   except (cli.UsageError, GlueError) as e:

@@ -36,6 +36,9 @@ pieces it drives live beside it: `glue.config` (`FinetuneConfig`),
 `glue.batching` (the batch plans), `glue.step` (the jitted step and
 prediction), `glue.heads`, `glue.kd` (the distillation losses) and
 `glue.seeds` (medians and top-ups); each is re-exported here.
+
+Over 300 lines on purpose: the training loop, its checkpoints and the
+intermediate stage share one seed's state, which `finetune_seeds` holds.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from jaxdistil.glue.batching import (  # noqa: F401
     eval_plan, padding_fraction, steps_per_epoch, token_counts, total_steps,
     train_indexes, train_plan)
 from jaxdistil.glue.config import FinetuneConfig  # noqa: F401
+from jaxdistil.glue.distill_rows import with_teacher
 from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize  # noqa: F401
 from jaxdistil.glue.step import (  # noqa: F401
     Compiled, _gather, _host_rows, _mesh, _round_up, check_settings,
@@ -363,31 +367,3 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
               k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
               for k in ('train', 'eval')},
           'config': settings, **({'timing': timing} if timing else {}), **best}
-
-
-def with_teacher(task_data: TaskData, teacher, transfer, tokenizer,
-                 cfg: FinetuneConfig, bert_cfg: bert.BertConfig) -> TaskData:
-  """The training rows with the teacher's logits ('teacher_logits'; none
-  when `teacher` is None: an online teacher computes them in the step) and
-  'label_weights' (1 for labelled rows, 0 for the transfer set's)."""
-  train = dict(task_data.train)
-  n = len(train['labels'])
-  if teacher is not None:
-    train['teacher_logits'] = np.asarray(
-        teacher(task_data.train_examples, glue_data.TRAIN), np.float32)
-  train['label_weights'] = np.ones(n, np.float32)
-  if transfer is not None:
-    if len(transfer) == 0:
-      raise GlueError('the transfer set is empty: make it again, or drop it')
-    style = 'roberta' if bert_cfg.family in bert.ROBERTA_FAMILIES else 'bert'
-    extra = glue_data.encode(transfer, tokenizer, cfg.max_len, style)
-    if teacher is not None:
-      extra['teacher_logits'] = np.asarray(teacher(transfer, 'transfer'),
-                                           np.float32)
-    extra['label_weights'] = np.zeros(len(transfer), np.float32)
-    extra['labels'] = np.zeros_like(train['labels'], shape=(len(transfer),))
-    train = {k: np.concatenate([train[k], extra[k]]) for k in train}
-  if teacher is not None and len(train['teacher_logits']) != len(train['labels']):
-    raise GlueError(f'the teacher gave {len(train["teacher_logits"])} rows of '
-                    f'logits for {len(train["labels"])} training examples')
-  return dataclasses.replace(task_data, train=train)

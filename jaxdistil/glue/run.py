@@ -1,8 +1,8 @@
 """GLUE for one model, as a library: which tasks, the model and its tokenizer,
 every task fine-tuned and evaluated (`evaluate`), the results written.
 
-`python -m jaxdistil.glue` (`glue/__main__.py`) is the command over it;
-`ablate` and `replicate` call it directly.
+`python -m jaxdistil.glue` (`glue/__main__.py`) is the command over it; the
+teacher and student of task distillation are set up by `glue.teacher`.
 """
 
 from __future__ import annotations
@@ -49,38 +49,16 @@ def resolve_tasks(task_arg: str, data_dir: str | None, source: str):
   return tasks, source
 
 
-def load_loaded(path: str):
-  """`jaxdistil.convert.load_model(path)` (a `convert.Loaded`), its errors
-  as one-line `GlueError`s."""
+def load(path: str, tokenizer: str | None = None):
+  """(`convert.Loaded`, tokenizer) of `path` (`convert.load_with_tokenizer`:
+  `tokenizer` when given, else the model's own), errors as one `GlueError`
+  line."""
+  from jaxdistil.convert import load_with_tokenizer
   try:
-    from jaxdistil.convert import load_model
-  except ImportError as e:
-    raise GlueError(f'cannot load {path!r}: jaxdistil.convert.load_model is not '
-                    f'available ({e})') from None
-  try:
-    # The MLM head is not used by GLUE: a BertModel checkpoint without one is fine.
-    return load_model(path, init_missing_head=True)
+    return load_with_tokenizer(path, tokenizer)
   except ValueError as e:   # ConvertError, TokenizerError: one-line messages
     raise GlueError(f'cannot load model {path!r}: '
                     f'{(str(e).splitlines() or [""])[0]}') from None
-
-
-def default_load_model(path: str):
-  """`jaxdistil.convert.load_model(path)`, unpacked by `unpack_loaded`."""
-  return unpack_loaded(load_loaded(path))
-
-
-def unpack_loaded(loaded):
-  """(BertConfig, params with the pooler if any, tokenizer or None) from what
-  the loader returns: that triple already, or a `convert.Loaded` (config,
-  params, pooler, tokenizer_dir)."""
-  if isinstance(loaded, tuple):
-    return loaded
-  params = dict(loaded.params)
-  if getattr(loaded, 'pooler', None) is not None:
-    params['pooler'] = loaded.pooler
-  tok_dir = getattr(loaded, 'tokenizer_dir', None)
-  return loaded.config, params, load_tokenizer(tok_dir) if tok_dir else None
 
 
 def load_tokenizer(name_or_dir: str):
@@ -91,13 +69,17 @@ def load_tokenizer(name_or_dir: str):
     raise GlueError(str(e).splitlines()[0]) from None
 
 
+def _one_task(flag: str, why: str, tasks) -> None:
+  if len(tasks) != 1:
+    raise GlueError(f'{flag} {why}: give one --task, not {len(tasks)} '
+                    f'({", ".join(t.name for t in tasks)})')
+
+
 def check_outputs(args, tasks) -> None:
   """--save and --eval_only, refused before any work where they cannot run."""
   if getattr(args, 'teacher', None):
     from jaxdistil.glue import kd
-    if len(tasks) != 1:
-      raise GlueError(f'--teacher is fine-tuned on one task: give one --task, '
-                      f'not {len(tasks)} ({", ".join(t.name for t in tasks)})')
+    _one_task('--teacher', 'is fine-tuned on one task', tasks)
     if getattr(args, 'eval_only', False):
       raise GlueError('--teacher with --eval_only: nothing is trained; score the '
                       'teacher itself with --model=TEACHER --eval_only')
@@ -107,9 +89,7 @@ def check_outputs(args, tasks) -> None:
   save = getattr(args, 'save', None)
   if save:
     from jaxdistil import fs
-    if len(tasks) != 1:
-      raise GlueError(f'--save keeps one fine-tuned model: give one --task, not '
-                      f'{len(tasks)} ({", ".join(t.name for t in tasks)})')
+    _one_task('--save', 'keeps one fine-tuned model', tasks)
     if getattr(args, 'eval_only', False):
       raise GlueError('--save with --eval_only: nothing is trained to save; '
                       'export the model with `python -m jaxdistil.convert export`')
@@ -127,30 +107,31 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
   tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
   check_outputs(args, tasks)
   from jaxdistil.glue import finetune   # jax and the model: import late
+  from jaxdistil.glue import teacher as teacher_lib
   loaded = None
   if load_model is None:
-    loaded = load_loaded(args.model)
-    bert_cfg, params, tokenizer = unpack_loaded(loaded)
-  else:
+    loaded, tokenizer = load(args.model, args.tokenizer)
+    bert_cfg, params = loaded.config, loaded.params_with_pooler()
+  else:                        # (config, params, tokenizer): tests, embedders
     bert_cfg, params, tokenizer = load_model(args.model)
+    if args.tokenizer:
+      tokenizer = load_tokenizer(args.tokenizer)
+    if tokenizer is None:
+      raise GlueError(f'{args.model} has no tokenizer files (vocab.txt or '
+                      f'tokenizer.json): pass --tokenizer=DIR')
   if getattr(args, 'student_layers', None):
-    bert_cfg, params = student_of(bert_cfg, params, args.student_layers,
-                                  args.model)
+    bert_cfg, params = teacher_lib.student_of(bert_cfg, params,
+                                              args.student_layers, args.model)
     if loaded is not None:
       loaded.head = loaded.classifier = None      # a new model: no head of its own
-  if args.tokenizer:
-    tokenizer = load_tokenizer(args.tokenizer)
-  if tokenizer is None:
-    raise GlueError(f'{args.model} has no tokenizer files (vocab.txt or '
-                    f'tokenizer.json): pass --tokenizer=DIR')
   eval_only = getattr(args, 'eval_only', False)
   if eval_only and getattr(loaded, 'head', None) is None:
     raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
                     f'{args.model} has none: fine-tune it (drop --eval_only)')
   teacher = transfer = online = None
   if getattr(args, 'teacher', None):
-    teacher = make_teacher(args.teacher, tasks[0], args.max_len,
-                           getattr(args, 'workdir', None))
+    teacher = teacher_lib.make_teacher(args.teacher, tasks[0], args.max_len,
+                                       getattr(args, 'workdir', None))
     if getattr(args, 'kd_online', False):
       online = teacher.online(tokenizer, bert_cfg.family, args.max_len)
       teacher = None
@@ -164,17 +145,17 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
       results[task.name] = scoring.score_classifier(
           task, args.data_dir, bert_cfg, params, loaded.head, loaded.classifier,
           tokenizer, max_len=args.max_len, source=source, where=args.model,
-          length_buckets=not args.no_length_buckets)
+          length_buckets=args.length_buckets)
     else:
       results[task.name] = finetune.run_task(
           task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
           epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
           max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
-          source=source, progress=not args.no_progress,
+          source=source, progress=args.progress,
           max_train_examples=args.max_train_examples,
-          length_buckets=not args.no_length_buckets,
+          length_buckets=args.length_buckets,
           keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
-          transfer=transfer, online_teacher=online, **kd_overrides(args),
+          transfer=transfer, online_teacher=online, **teacher_lib.kd_overrides(args),
           **resumable(args, task))
     best = results[task.name].pop('_best', None)
     if best is not None:
@@ -196,23 +177,6 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           'table1_row': report.table1_row(name, results)}
 
 
-def student_of(bert_cfg, params: dict, layers, where: str):
-  """A smaller model drawn from `params` by `student_init`'s rule (the layers
-  named, DistilBERT's layout, token type 0 folded into the positions), with
-  no general distillation: the paper's initialisation, fine-tuned directly."""
-  from jaxdistil.models import student_init
-  try:
-    layer_map = tuple(int(i) for i in layers)
-    cfg = student_init.student_config(bert_cfg, len(layer_map))
-    student = student_init.init_from_teacher(
-        params, bert_cfg, cfg, layer_map,
-        fold_token_type=bool(bert_cfg.type_vocab_size))
-  except (TypeError, ValueError) as e:
-    raise GlueError(f'--student_layers={",".join(map(str, layers))} for '
-                    f'{where}: {str(e).splitlines()[0]}') from None
-  return cfg, student
-
-
 def resumable(args, task) -> dict:
   """run_task's resume arguments: with --workdir, the task's run folder
   there, checkpointed every --checkpoint_every steps."""
@@ -229,79 +193,6 @@ def resumable(args, task) -> dict:
   return {'run_dir': os.path.join(workdir, 'runs', task.name),
           'run_identity': identity,
           'checkpoint_every': getattr(args, 'checkpoint_every', 0) or 0}
-
-
-def kd_overrides(args) -> dict:
-  if not getattr(args, 'teacher', None):
-    return {}
-  return {'kd_temperature': args.kd_temperature, 'kd_alpha': args.kd_alpha,
-          'kd_beta': args.kd_beta,
-          'kd_intermediate_steps': getattr(args, 'kd_intermediate_steps', 0)}
-
-
-def make_teacher(path: str, task, max_len: int, workdir: str | None):
-  """`teacher(examples, split) -> logits` for `run_task`: the fine-tuned
-  classifier at `path`, its head in `task`'s class order, on its own
-  tokenizer (teacher and student may tokenize differently). With a
-  `workdir`, the logits are cached there (`glue.teacher_cache`), keyed by the
-  teacher and the data; without one they are computed once per run."""
-  from jaxdistil.glue import finetune, scoring, teacher_cache
-  loaded = load_loaded(path)
-  if loaded.head is None:
-    raise GlueError(f'--teacher={path} has no classifier head: give a model '
-                    f'fine-tuned on {task.name} (glue --save, or an HF '
-                    f'*ForSequenceClassification)')
-  head, notice = scoring.task_head(task, loaded.head, loaded.classifier, path)
-  if notice:
-    print(f'jaxdistil.glue: notice: {notice}', flush=True)
-  if not loaded.tokenizer_dir:
-    raise GlueError(f'--teacher={path} has no tokenizer files: the teacher '
-                    f'tokenizes the text itself')
-  tok = load_tokenizer(loaded.tokenizer_dir)
-  family = loaded.config.family
-  style = 'roberta' if family in ('roberta', 'xlm-roberta') else 'bert'
-  cfg = finetune.FinetuneConfig(max_len=min(max_len,
-                                            loaded.config.max_position_embeddings))
-  predictor = []
-  fingerprint = []
-
-  def compute(examples):
-    if not predictor:
-      predictor.append(scoring.Predictor(loaded.config, loaded.params, head, cfg))
-    return predictor[0].logits(glue_data.encode(examples, tok, cfg.max_len, style))
-
-  def teacher(examples, split: str):
-    if not workdir:
-      return compute(examples)
-    if not fingerprint:
-      fingerprint.append(teacher_cache.fingerprint_teacher(
-          path if os.path.isdir(path) else loaded))
-    data = teacher_cache.fingerprint_examples(examples, cfg.max_len, tok, style)
-    return teacher_cache.load_or_compute(
-        os.path.join(workdir, 'teacher_logits'), task.name, split,
-        fingerprint[0], data, lambda: compute(examples))
-
-  def online(student_tokenizer, student_family: str, max_len: int):
-    """(config, {'encoder', 'head'}, rest) for `run_task(online_teacher=)`:
-    only where the teacher would read the student's own tokens."""
-    from jaxdistil.data import tokenizer as tokenizer_lib
-    roberta = ('roberta', 'xlm-roberta')
-    same = (tokenizer_lib.fingerprint(tok) ==
-            tokenizer_lib.fingerprint(student_tokenizer)
-            and (family in roberta) == (student_family in roberta))
-    if not same:
-      raise GlueError(f'--kd_online runs the teacher on the student\'s tokens, '
-                      f'but {path} has another tokenizer: drop --kd_online (the '
-                      f'cached mode tokenizes the text for each)')
-    if max_len > loaded.config.max_position_embeddings:
-      raise GlueError(f'--max_len={max_len} exceeds the teacher\'s '
-                      f'{loaded.config.max_position_embeddings} positions')
-    from jaxdistil.glue import heads
-    encoder, rest, _ = heads.split_encoder_params(loaded.config, loaded.params)
-    return loaded.config, {'encoder': encoder, 'head': head}, rest
-
-  teacher.online = online
-  return teacher
 
 
 def save_classifier(output: str, task, bert_cfg, best: dict, loaded,
