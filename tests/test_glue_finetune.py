@@ -341,7 +341,10 @@ def test_tiny_model_learns_sst2_beyond_the_majority_class(tok):
 @pytest.mark.slow
 def test_stsb_layout_regression_end_to_end_reports_pearson_and_spearman(tok, tmp_path):
   write_stsb(str(tmp_path), 320, 64)
-  cfg, params = tiny_bert(len(tok))
+  # A student's layout (no token types: DistilBERT's pre_classifier head). A
+  # BERT layout without a pooler gets a fresh tanh pooler instead, which at
+  # this test's high learning rate learns the count on one seed of two.
+  cfg, params = tiny_bert(len(tok), type_vocab_size=0)
   result = finetune.run_task('STS-B', str(tmp_path), cfg, params, tok, seeds=2,
                              max_len=16, max_steps=60, lr=3e-3, batch_size=32,
                              progress=False)
