@@ -72,6 +72,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list('batch_sizes', ['1', '32'], 'batch sizes timed', **d)
   flags.DEFINE_list('frameworks', list(FRAMEWORKS), 'frameworks timed', **d)
   flags.DEFINE_integer('max_len', 128, 'tokens a pair', lower_bound=8, **d)
+  flags.DEFINE_integer('bucket_step', 0, "jaxdistil's padded lengths: every "
+                       'multiple of this (0: the default buckets 8, 12, 16, '
+                       '24, ...)', lower_bound=0, **d)
+  flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], "jaxdistil's compute "
+                    'dtypes', **d)
   flags.DEFINE_integer('threads', 2, 'torch and ONNX Runtime intra-op '
                        'threads', lower_bound=1, **d)
   flags.DEFINE_integer('warmup', 8, 'untimed batches before torch and ONNX '
@@ -105,6 +110,13 @@ def encode_inputs(models: list[dict], data_dir: str, max_len: int,
   return {'examples': len(dev), 'origin': dev.origin, 'mean_length': info}
 
 
+def buckets(args) -> list[int]:
+  """jaxdistil's padded lengths (`glue.batching.bucket_lengths`)."""
+  from jaxdistil.glue.batching import bucket_lengths
+  steps = list(range(args.bucket_step, args.max_len, args.bucket_step or 1))
+  return list(bucket_lengths(args.max_len, steps if args.bucket_step else True))
+
+
 def run_framework(framework: str, models: list[dict], args, examples: dict,
                   workdir: str) -> tuple[dict, dict]:
   """(report, logits) of one framework's child process."""
@@ -112,7 +124,8 @@ def run_framework(framework: str, models: list[dict], args, examples: dict,
   spec = {'framework': framework, 'models': models, 'threads': args.threads,
           'batch_sizes': [int(b) for b in args.batch_sizes],
           'examples': examples, 'warmup': args.warmup, 'max_len': args.max_len,
-          'dtypes': ['float32', 'bfloat16'], 'profile': args.profile,
+          'dtypes': args.dtypes, 'profile': args.profile,
+          'buckets': buckets(args),
           'out': stem + '.json', 'logits': stem + '.npz'}
   with open(stem + '.spec.json', 'w') as f:
     json.dump(spec, f)
@@ -209,8 +222,10 @@ def markdown(r: dict) -> str:
   out = [f"Table 3 on {r['machine']['cpu']['model_name']} (family "
          f"{r['machine']['cpu'].get('family')}, model "
          f"{r['machine']['cpu'].get('model')}, {r['machine']['cpu']['cores']} "
-         f"cores): MRPC dev, {n1} pairs at batch 1, "
-         f"{r['examples'][b32]} at batch {r['batch_sizes'][-1]}.", '',
+         f"cores): MRPC dev, {n1} pairs at batch 1"
+         + (f", {r['examples'][b32]} at batch {r['batch_sizes'][-1]}"
+            if b32 != b1 else '') + f"; jaxdistil pads to {r['padding']['jax']}.",
+         '',
          f'| model | params (emb / encoder / head) | framework | b1 p50 ms | '
          f'b1 p90 ms | b1 pass s ({n1}) | 1,500 pairs s (est.) | '
          f'{b32} examples/s |', '|---|---|---|---|---|---|---|---|']
@@ -268,6 +283,9 @@ def run(args) -> dict:
                            f'(and torch)') from None
   if args.tiny:
     args.max_examples, args.max_len = args.max_examples or 24, min(args.max_len, 64)
+  if set(args.dtypes) - {'float32', 'bfloat16'}:
+    raise cli.UsageError(f'--dtypes: use float32 and/or bfloat16, not '
+                         f'{",".join(args.dtypes)}')
   bad = set(args.frameworks) - set(FRAMEWORKS)
   if bad:
     raise cli.UsageError(f'--frameworks: unknown {sorted(bad)}; use '
@@ -290,9 +308,11 @@ def run(args) -> dict:
     return {'prepared': [m['folder'] for m in models], 'examples': n}
   from jaxdistil import inference_bench
   reports, logits = {}, {}
+  load = {'before': os.getloadavg()}
   for fw in args.frameworks:
     reports[fw], got = run_framework(fw, models, args, examples, workdir)
     logits.update(got)
+  load['after'] = os.getloadavg()
   runs = {m['name']: {} for m in models}
   for rep in reports.values():
     for name, variants in rep['models'].items():
@@ -318,10 +338,10 @@ def run(args) -> dict:
        'examples': {f'b{b}': examples[str(b)] for b in batch_sizes},
        'mean_length': data['mean_length'], 'max_len': args.max_len,
        'batch_sizes': batch_sizes, 'threads': args.threads,
-       'padding': {'jax': 'length buckets (8, 12, 16, 24, 32, 48, 64, 96, 128)',
+       'padding': {'jax': f'length buckets {buckets(args)}',
                    'torch': 'each batch to its longest row',
                    'onnxruntime': 'each batch to its longest row'},
-       'machine': {'cpu': inference_bench.cpu_info(),
+       'machine': {'cpu': inference_bench.cpu_info(), 'load_average': load,
                    'matmul_rate': jax_report.get('matmul_rate', {}),
                    'versions': {'jax': jax_report.get('jax_version'),
                                 'torch': torch.__version__,

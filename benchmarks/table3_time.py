@@ -111,7 +111,7 @@ def jax_runs(model: dict, arrays: dict, spec: dict) -> dict:
     for bs in spec['batch_sizes']:
       a = arrays[bs]
       lengths = a['attention_mask'].sum(axis=1)
-      plan = inference.plan(lengths, bs, inference.bucket_lengths(spec['max_len']))
+      plan = inference.plan(lengths, bs, spec['buckets'])
       used = sorted({b.length for b in plan})
       compiled, seconds = inference.compile_buckets(cfg, params, head, a, bs, used)
       host = [(inference.host_batch(a, b, bs), b) for b in plan]
