@@ -92,21 +92,26 @@ def host_batch(arrays: dict, batch: Batch, batch_size: int) -> dict:
           if k in arrays}
 
 
-def batch_spec(arrays: dict, batch_size: int, length: int) -> dict:
-  return {k: jax.ShapeDtypeStruct((batch_size, length), np.int32)
+def batch_spec(arrays: dict, batch_size: int, length: int,
+               sharding=None) -> dict:
+  return {k: jax.ShapeDtypeStruct((batch_size, length), np.int32,
+                                  sharding=sharding)
           for k in INPUTS if k in arrays}
 
 
 def compile_buckets(cfg: bert.BertConfig, params: dict, head: dict | None,
-                    arrays: dict, batch_size: int, lengths: Sequence[int]):
+                    arrays: dict, batch_size: int, lengths: Sequence[int],
+                    sharding=None):
   """({length: compiled forward}, {length: compile seconds}) for each padded
-  length in `lengths`, compiled one after the other."""
+  length in `lengths`, compiled one after the other. `sharding`: the batch's
+  (e.g. split over a mesh's data axis; the params keep the shardings they
+  were placed with); None: one device."""
   fn = jax.jit(functools.partial(forward, cfg))
   compiled, seconds = {}, {}
   for length in sorted(set(int(x) for x in lengths)):
     t = time.perf_counter()
-    compiled[length] = fn.lower(params, head, batch_spec(arrays, batch_size,
-                                                         length)).compile()
+    spec = batch_spec(arrays, batch_size, length, sharding)
+    compiled[length] = fn.lower(params, head, spec).compile()
     seconds[length] = time.perf_counter() - t
   return compiled, seconds
 
