@@ -13,7 +13,7 @@ COMMANDS = {'train': 'jaxdistil.train', 'prepare': 'jaxdistil.prepare',
             'bench': 'jaxdistil.bench', 'convert': 'jaxdistil.convert.__main__',
             'glue': 'jaxdistil.glue.__main__', 'quickstart': 'jaxdistil.quickstart',
             'replicate': 'jaxdistil.replicate', 'curves': 'jaxdistil.curves',
-            'augment': 'jaxdistil.augment'}
+            'augment': 'jaxdistil.augment', 'predict': 'jaxdistil.predict'}
 
 
 def define(fv):

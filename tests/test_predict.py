@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from test_model_parity import randomize_  # noqa: E402
+from helpers.parity import randomize_  # noqa: E402
 from jaxdistil import cli, inference, predict  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
