@@ -169,15 +169,11 @@ def load(args) -> Classifier:
   it cannot serve."""
   from jaxdistil.glue import run as glue_run
   from jaxdistil.glue.tasks import GlueError
-  loaded = glue_run.load_loaded(args.model)
+  loaded, tokenizer = glue_run.load(args.model, args.tokenizer)
   if loaded.head is None:
     raise GlueError(f'{args.model} has no classifier head: predict needs a '
                     f'*ForSequenceClassification folder or a model saved by '
                     f'`jaxdistil.glue --save`')
-  tok_dir = args.tokenizer or loaded.tokenizer_dir
-  if not tok_dir:
-    raise GlueError(f'{args.model} has no tokenizer: give --tokenizer')
-  tokenizer = glue_run.load_tokenizer(tok_dir)
   return Classifier(loaded, tokenizer, args.batch_size, args.max_len,
                     args.dtype)
 
