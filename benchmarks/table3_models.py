@@ -71,7 +71,7 @@ def _build(spec: dict, tiny: bool, minilm: str | None, vocab_dir: str):
   """(config, params, head, layout, tokenizer folder) of one model."""
   import jax
   from jaxdistil import convert
-  from jaxdistil.glue import run as glue_run
+  from jaxdistil.glue import teacher as glue_teacher
   from jaxdistil.models import bert
   seed = specs(tiny).index(spec)
   if spec['pair'] == 'base':
@@ -96,7 +96,7 @@ def _build(spec: dict, tiny: bool, minilm: str | None, vocab_dir: str):
     tok = loaded.tokenizer_dir
   if spec['role'] == 'teacher':
     return cfg, params, _random_head(cfg, 100 + seed, pooler), 'bert', tok
-  cfg, params = glue_run.student_of(cfg, params, (0, 2, 5), 'the teacher')
+  cfg, params = glue_teacher.student_of(cfg, params, (0, 2, 5), 'the teacher')
   return cfg, params, _random_head(cfg, 100 + seed), 'distilbert', tok
 
 
