@@ -12,7 +12,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -40,6 +39,23 @@ def tiny(vocab_size, layers=1, seed=0):
                         max_position_embeddings=64, type_vocab_size=0,
                         layout='distilbert')
   return cfg, bert.init(cfg, jax.random.key(seed))
+
+
+def teacher_and_student(tok, tmp_path, glue: str, teacher_steps: int,
+                        common: list) -> str:
+  """A 1-layer student (tmp_path/student) and a teacher: a 2-layer model
+  (tmp_path/t_base) fine-tuned on SST-2 and saved by `glue --save`, both
+  jaxdistil model directories; returns the teacher's folder."""
+  from jaxdistil import convert
+  for path, layers, seed in (('t_base', 2, 1), ('student', 1, 2)):
+    c, p = tiny(len(tok), layers=layers, seed=seed)
+    convert.save_model(str(tmp_path / path), c, p, 'distilbert',
+                       tokenizer_dir=VOCAB)
+  teacher = str(tmp_path / 'teacher')
+  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--task=SST-2',
+                        f'--max_steps={teacher_steps}', f'--save={teacher}']
+                       + [a for a in common if not a.startswith('--task=')]) == 0
+  return teacher
 
 
 def test_a_distillation_step_computes_the_kd_loss_as_numpy_does():
@@ -99,23 +115,14 @@ def test_alpha_zero_is_plain_fine_tuning(tok, tmp_path):
 @needs_data
 @pytest.mark.slow
 def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, capsys):
-  from jaxdistil import convert
   glue = str(tmp_path / 'glue')
   glue_subset(GLUE, glue, 'SST-2', 48, 16)
   glue_subset(GLUE, glue, 'MRPC', 16, 8)
   write_stsb(glue, 16, 8)
   # The teacher: a 2-layer model fine-tuned and saved by `glue --save`; the
   # student a 1-layer one. Both are jaxdistil model directories.
-  teacher_cfg, teacher_params = tiny(len(tok), layers=2, seed=1)
-  student_cfg, student_params = tiny(len(tok), layers=1, seed=2)
-  for path, c, p in (('t_base', teacher_cfg, teacher_params),
-                     ('student', student_cfg, student_params)):
-    convert.save_model(str(tmp_path / path), c, p, 'distilbert',
-                       tokenizer_dir=VOCAB)
   common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}']
-  teacher = str(tmp_path / 'teacher')
-  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--task=SST-2',
-                        '--max_steps=6', f'--save={teacher}'] + common) == 0
+  teacher = teacher_and_student(tok, tmp_path, glue, 6, common)
   work = str(tmp_path / 'work')
   run = lambda out, *extra: glue_cli.main(
       [f'--model={tmp_path / "student"}', f'--teacher={teacher}', '--task=SST-2',
@@ -187,20 +194,11 @@ def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
   import subprocess
   import sys
   import time
-  from jaxdistil import convert
   glue = str(tmp_path / 'glue')
   glue_subset(GLUE, glue, 'SST-2', 96, 16)
-  t_cfg, t_params = tiny(len(tok), layers=2, seed=1)
-  s_cfg, s_params = tiny(len(tok), layers=1, seed=2)
-  convert.save_model(str(tmp_path / 't_base'), t_cfg, t_params, 'distilbert',
-                     tokenizer_dir=VOCAB)
-  convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
-                     tokenizer_dir=VOCAB)
   common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
             '--task=SST-2']
-  teacher = str(tmp_path / 'teacher')
-  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=4',
-                        f'--save={teacher}'] + common) == 0
+  teacher = teacher_and_student(tok, tmp_path, glue, 4, common)
 
   def command(work, save):
     return [sys.executable, '-m', 'jaxdistil.glue', f'--model={tmp_path / "student"}',
@@ -289,7 +287,6 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
   transformers = pytest.importorskip('transformers')
   pytest.importorskip('torch')
   from jaxdistil import augment as augment_cli
-  from jaxdistil import convert
   from jaxdistil.glue import augment
   glue = str(tmp_path / 'glue')
   glue_subset(GLUE, glue, 'SST-2', 24, 8)
@@ -320,17 +317,9 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
   err = capsys.readouterr().err.strip()
   assert 'no trained masked-LM head' in err and '\n' not in err
   # The teacher labels the transfer set; the student trains on both.
-  t_cfg, t_params = tiny(len(tok), layers=2, seed=1)
-  s_cfg, s_params = tiny(len(tok), layers=1, seed=2)
-  convert.save_model(str(tmp_path / 't_base'), t_cfg, t_params, 'distilbert',
-                     tokenizer_dir=VOCAB)
-  convert.save_model(str(tmp_path / 'student'), s_cfg, s_params, 'distilbert',
-                     tokenizer_dir=VOCAB)
   common = ['--noprogress', '--max_len=32', '--batch_size=8', f'--data_dir={glue}',
             '--task=SST-2']
-  teacher = str(tmp_path / 'teacher')
-  assert glue_cli.main([f'--model={tmp_path / "t_base"}', '--max_steps=2',
-                        f'--save={teacher}'] + common) == 0
+  teacher = teacher_and_student(tok, tmp_path, glue, 2, common)
   res = str(tmp_path / 'r.json')
   assert glue_cli.main([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
                         f'--transfer_set={out}', '--epochs=1', f'--output={res}',
