@@ -22,9 +22,11 @@ def np_log_softmax(x):
 
 
 def np_classification(s, t, labels, w, lw, T, alpha):
-  """Row by row, in float64: alpha T^2 KL + (1 - alpha) CE, each a weighted
-  mean over its rows (0 when it has none)."""
-  kd_num = kd_den = ce_num = ce_den = 0.0
+  """Row by row, in float64: (total, kd, ce). The total is the weighted mean
+  of each row's alpha T^2 KL + (1 - alpha) CE, or T^2 KL alone on an
+  unlabelled row; kd and ce are each a weighted mean over its rows (0 when
+  it has none)."""
+  kd_num = kd_den = ce_num = ce_den = total = 0.0
   for i in range(len(s)):
     pt = np.exp(np_log_softmax(t[i] / T))
     kl = float(np.sum(pt * (np.log(pt) - np_log_softmax(s[i] / T))))
@@ -33,9 +35,10 @@ def np_classification(s, t, labels, w, lw, T, alpha):
     ce = -np_log_softmax(s[i])[labels[i]]
     ce_num += w[i] * lw[i] * ce
     ce_den += w[i] * lw[i]
+    total += w[i] * (alpha * T * T * kl + (1 - alpha) * ce if lw[i] else T * T * kl)
   kd_term = T * T * (kd_num / kd_den if kd_den else 0.0)
   ce_term = ce_num / ce_den if ce_den else 0.0
-  return alpha * kd_term + (1 - alpha) * ce_term, kd_term, ce_term
+  return total / kd_den, kd_term, ce_term
 
 
 def batch(n=7, c=3, seed=0):
@@ -107,7 +110,7 @@ def test_unlabelled_rows_contribute_only_kd():
   a = kd.classification_loss(s, t, labels, w, lw, temperature=3.0, alpha=0.4)[0]
   b = kd.classification_loss(s, t, labels2, w, lw, temperature=3.0, alpha=0.4)[0]
   assert float(a) == float(b)
-  # no labelled row at all: ce is exactly 0 (no 0/0), the total alpha * kd
+  # no labelled row at all: ce is exactly 0 (no 0/0), the total kd alone
   total, parts = kd.classification_loss(s, t, labels, w, np.zeros(7, np.float32),
                                         temperature=3.0, alpha=0.4)
   assert float(parts['ce']) == 0.0
@@ -116,6 +119,30 @@ def test_unlabelled_rows_contribute_only_kd():
   grads = jax.grad(lambda x: kd.classification_loss(
       x, t, labels, w, np.zeros(7, np.float32), temperature=3.0, alpha=0.4)[0])(s)
   assert np.all(np.isfinite(grads))
+
+
+@pytest.mark.parametrize('alpha', [0.5, 0.9])
+def test_every_row_counts_once_whatever_the_batch_holds(alpha):
+  """With a transfer set, a batch of 1 labelled and 20 unlabelled rows: the
+  loss is the mean of each row's loss taken alone, so the labelled row
+  weighs 1/21 of it (the old form gave its CE (1 - alpha) of the whole loss:
+  about 16x a transfer row at N = 20, alpha = 0.5)."""
+  rng = np.random.default_rng(5)
+  s = (rng.standard_normal((21, 2)) * 2).astype(np.float32)
+  t = (rng.standard_normal((21, 2)) * 2).astype(np.float32)
+  labels = rng.integers(0, 2, 21).astype(np.int32)
+  w = np.ones(21, np.float32)
+  lw = np.zeros(21, np.float32)
+  lw[0] = 1
+  total = kd.classification_loss(s, t, labels, w, lw, temperature=2.0,
+                                 alpha=alpha)[0]
+  alone = [float(kd.classification_loss(s[i:i + 1], t[i:i + 1], labels[i:i + 1],
+                                        w[:1], lw[i:i + 1], temperature=2.0,
+                                        alpha=alpha)[0]) for i in range(21)]
+  np.testing.assert_allclose(float(total), np.mean(alone), **TOL)
+  # A transfer row alone is taught by the teacher alone (alpha = 1 there).
+  np.testing.assert_allclose(alone[1], float(kd.classification_loss(
+      s[1:2], t[1:2], labels[1:2], w[:1], temperature=2.0, alpha=1.0)[0]), **TOL)
 
 
 def test_regression_matches_numpy():
@@ -132,8 +159,11 @@ def test_regression_matches_numpy():
     total, parts = kd.regression_loss(s, t, y, w, lw, beta=beta)
     np.testing.assert_allclose(float(parts['kd']), want_kd, **TOL)
     np.testing.assert_allclose(float(parts['mse_label']), want_mse, **TOL)
-    np.testing.assert_allclose(float(total),
-                               beta * want_kd + (1 - beta) * want_mse, **TOL)
+    # Each row's own loss: the mix on a labelled row, the teacher's term alone
+    # on an unlabelled one; their weighted mean.
+    rows = np.where(lw > 0, beta * (s64 - t64) ** 2 + (1 - beta) * (s64 - y64) ** 2,
+                    (s64 - t64) ** 2)
+    np.testing.assert_allclose(float(total), np.sum(w * rows) / np.sum(w), **TOL)
   via = kd.task_loss(s, t, y, w, lw, True, beta=0.25)[0]
   assert float(via) == float(kd.regression_loss(s, t, y, w, lw, beta=0.25)[0])
 

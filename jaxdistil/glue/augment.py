@@ -270,6 +270,7 @@ class TransferSet(NamedTuple):
   examples: Examples          # labels all zero: there are none
   label_weights: np.ndarray   # float32 zeros: no row has a gold label
   source: np.ndarray          # int64: the training example each row came from
+  meta: dict                  # its augment.json: settings, task, fingerprints
 
 
 def read_transfer_set(folder: str) -> TransferSet:
@@ -296,4 +297,4 @@ def read_transfer_set(folder: str) -> TransferSet:
                       np.zeros(n, np.dtype(meta['label_dtype'])),
                       f'transfer:{folder}')
   return TransferSet(examples, np.zeros(n, np.float32),
-                     np.array([int(r[0]) for r in rows], np.int64))
+                     np.array([int(r[0]) for r in rows], np.int64), meta)

@@ -337,9 +337,11 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   task_data = load_task_data(task, data_dir, tokenizer, cfg,
                              bert_config.vocab_size, source, seed,
                              bert_config.family)
+  teacher_found = None
   if distill:
-    task_data = with_teacher(task_data, teacher, transfer, tokenizer, cfg,
-                             bert_config)
+    task_data, teacher_found = with_teacher(
+        task, task_data, teacher, transfer, tokenizer, cfg, bert_config,
+        online=online_teacher is not None)
   todo = [seed + i for i in range(len(kept), seeds)]
   run = None
   if run_dir:
@@ -366,4 +368,6 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
           'padding_fraction': {
               k: float(np.mean([r['padding_fraction'][k] for r in per_seed]))
               for k in ('train', 'eval')},
-          'config': settings, **({'timing': timing} if timing else {}), **best}
+          'config': settings, **({'timing': timing} if timing else {}),
+          **({'teacher_check': teacher_found._asdict()} if teacher_found else {}),
+          **best}

@@ -5,14 +5,15 @@ on one GLUE task, as pure functions over a batch.
                     + (1 - alpha) * CE(s, label)
     regression:     beta * MSE(s, t) + (1 - beta) * MSE(s, label)
 
-(the paper's "(D)" step and Tunix's defaults: T = 2, alpha = 0.5; TextBrewer
-and TinyBERT's stage 2 use the soft term alone, alpha = 1). Rows carry
-`weights` (0 for the zero-weight rows that pad a short batch) and the
-hard-label terms also `label_weights` (0 for rows of an unlabelled transfer
-set, which the teacher alone teaches). Each term is the weighted mean over its
-own rows, exactly (a batch without labelled rows gives a hard-label term of
-0, never 0 / 0), and the total is the alpha-weighted sum of the two means:
-the weights do not renormalise when a term has no rows.
+(TextBrewer and TinyBERT's stage 2 use the soft term alone, alpha = 1). Rows
+carry `weights` (0 for the zero-weight rows that pad a short batch) and
+`label_weights` (0 for rows of an unlabelled transfer set). The loss is a
+mean over rows of each row's own loss: the mix above on a labelled row, the
+teacher's term alone (alpha = 1, TinyBERT's) on a transfer row. So every
+example weighs the same whatever the batch holds: a labelled row is not
+worth 1 / (1 - alpha) transfer rows, and the share of the labels does not
+swing from batch to batch. With every row labelled it is exactly
+alpha * mean(kd) + (1 - alpha) * mean(ce).
 
 TinyBERT's stage 1 (intermediate layers): `hidden_mse` matches the student's
 hidden states (embeddings included) to the teacher's under a layer map
@@ -68,6 +69,16 @@ def _label_rows(weights, label_weights):
   return weights.astype(jnp.float32) * label_weights.astype(jnp.float32)
 
 
+def _per_row_mix(soft, hard, label_weights, alpha: float):
+  """Each row's loss: alpha * soft + (1 - alpha) * hard where it has a gold
+  label, the soft term alone (alpha = 1, TinyBERT's) where it has none. A
+  select, so a transfer row's made-up label never reaches the sum."""
+  mixed = alpha * soft + (1.0 - alpha) * hard
+  if label_weights is None:
+    return mixed
+  return jnp.where(label_weights > 0, mixed, soft)
+
+
 def soft_kl(student_logits, teacher_logits, temperature: float) -> jax.Array:
   """Per row: KL(softmax(t/T) || softmax(s/T)), [batch]."""
   t = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
@@ -81,34 +92,41 @@ def soft_kl(student_logits, teacher_logits, temperature: float) -> jax.Array:
 def classification_loss(student_logits, teacher_logits, labels, weights,
                         label_weights=None, *, temperature: float = TEMPERATURE,
                         alpha: float = ALPHA):
-  """(alpha * kd + (1 - alpha) * ce, {'kd', 'ce'}).
+  """(loss, {'kd', 'ce'}): the mean over rows of `weights` of each row's
+  alpha * kd + (1 - alpha) * ce, or kd alone on a row without a gold label
+  (`label_weights` 0: a transfer set's), so that every example counts once.
 
-  kd: T^2 * KL of the softmaxes at T, mean over rows of `weights`; ce: the
-  student's cross-entropy at T = 1 against integer `labels`, mean over rows of
-  `weights * label_weights`. Logits are [batch, classes]."""
-  kd = temperature ** 2 * weighted_mean(
-      soft_kl(student_logits, teacher_logits, temperature), weights)
+  kd: T^2 * KL of the softmaxes at T; ce: the student's cross-entropy at
+  T = 1 against integer `labels`. With every row labelled this is
+  alpha * mean(kd) + (1 - alpha) * mean(ce). The reported 'kd' is the mean
+  over rows of `weights`, 'ce' over the labelled ones. Logits are
+  [batch, classes]."""
+  kd_row = temperature ** 2 * soft_kl(student_logits, teacher_logits,
+                                      temperature)
   s = student_logits.astype(jnp.float32)
   labels = jnp.clip(labels.astype(jnp.int32), 0, s.shape[-1] - 1)
   nll = (jax.nn.logsumexp(s, axis=-1)
          - jnp.take_along_axis(s, labels[:, None], axis=-1)[:, 0])
-  ce = weighted_mean(nll, _label_rows(weights, label_weights))
-  return alpha * kd + (1.0 - alpha) * ce, {'kd': kd, 'ce': ce}
+  total = weighted_mean(_per_row_mix(kd_row, nll, label_weights, alpha), weights)
+  return total, {'kd': weighted_mean(kd_row, weights),
+                 'ce': weighted_mean(nll, _label_rows(weights, label_weights))}
 
 
 def regression_loss(student_logits, teacher_logits, labels, weights,
                     label_weights=None, *, beta: float = BETA):
-  """(beta * kd + (1 - beta) * mse_label, {'kd', 'mse_label'}).
-
-  kd: (s - t)^2, mean over rows of `weights`; mse_label: (s - label)^2, mean
-  over rows of `weights * label_weights`. Logits are [batch, 1] (or [batch])."""
+  """(loss, {'kd', 'mse_label'}): the mean over rows of `weights` of each
+  row's beta * (s - t)^2 + (1 - beta) * (s - label)^2, or (s - t)^2 alone on
+  a row without a gold label. Logits are [batch, 1] (or [batch])."""
   s = student_logits.astype(jnp.float32).reshape(student_logits.shape[0])
   t = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
   t = t.reshape(teacher_logits.shape[0])
-  kd = weighted_mean(jnp.square(s - t), weights)
-  mse = weighted_mean(jnp.square(s - labels.astype(jnp.float32)),
-                      _label_rows(weights, label_weights))
-  return beta * kd + (1.0 - beta) * mse, {'kd': kd, 'mse_label': mse}
+  kd_row = jnp.square(s - t)
+  label_row = jnp.square(s - labels.astype(jnp.float32))
+  total = weighted_mean(_per_row_mix(kd_row, label_row, label_weights, beta),
+                        weights)
+  return total, {'kd': weighted_mean(kd_row, weights),
+                 'mse_label': weighted_mean(label_row,
+                                            _label_rows(weights, label_weights))}
 
 
 def task_loss(student_logits, teacher_logits, labels, weights, label_weights,

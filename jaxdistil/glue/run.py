@@ -133,11 +133,13 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
     teacher = teacher_lib.make_teacher(args.teacher, tasks[0], args.max_len,
                                        getattr(args, 'workdir', None))
     if getattr(args, 'kd_online', False):
+      # The step runs the teacher; its cached-mode logits still check it.
       online = teacher.online(tokenizer, bert_cfg.family, args.max_len)
-      teacher = None
+  transfer_meta = None
   if getattr(args, 'transfer_set', None):
     from jaxdistil.glue import augment
-    transfer = augment.read_transfer_set(args.transfer_set).examples
+    transfer_set = augment.read_transfer_set(args.transfer_set)
+    transfer, transfer_meta = transfer_set.examples, transfer_set.meta
   results = {}
   for task in tasks:
     if eval_only:
@@ -174,7 +176,32 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
           'score': glue_metrics.macro_score(scores), 'task_scores': scores,
           'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
           'tasks': results,
-          'table1_row': report.table1_row(name, results)}
+          'table1_row': report.table1_row(name, results),
+          'provenance': provenance(args, teacher, transfer_meta)}
+
+
+def provenance(args, teacher, transfer_meta: dict | None) -> dict:
+  """What a result was made from, beyond its settings: the model (and the
+  layers drawn from it), the teacher (its path and the sha256 of its files),
+  the transfer set (its path, task, source data and recipe) and how the
+  teacher ran."""
+  absolute = lambda p: os.path.abspath(os.path.expanduser(p)) if p else None
+  layers = getattr(args, 'student_layers', None)
+  out = {'model': absolute(args.model), 'tokenizer': args.tokenizer,
+         'student_layers': [int(i) for i in layers] if layers else None,
+         'teacher': None, 'transfer_set': None}
+  if teacher is not None:
+    out['teacher'] = {'path': absolute(args.teacher),
+                      'fingerprint': teacher.fingerprint(),
+                      'kd_online': bool(getattr(args, 'kd_online', False)),
+                      'kd_intermediate_steps':
+                          int(getattr(args, 'kd_intermediate_steps', 0) or 0)}
+  if transfer_meta is not None:
+    keep = ('task', 'source', 'examples', 'copies', 'p', 'top_k', 'seed',
+            'format', 'mlm')
+    out['transfer_set'] = {'path': absolute(args.transfer_set),
+                           **{k: transfer_meta.get(k) for k in keep}}
+  return out
 
 
 def resumable(args, task) -> dict:

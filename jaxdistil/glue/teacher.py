@@ -60,9 +60,8 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
     raise GlueError(f'--teacher={path} has no classifier head: give a model '
                     f'fine-tuned on {task.name} (glue --save, or an HF '
                     f'*ForSequenceClassification)')
-  head, notice = scoring.task_head(task, loaded.head, loaded.classifier, path)
-  if notice:
-    print(f'jaxdistil.glue: notice: {notice}', flush=True, file=sys.stdout)
+  check_task(task, loaded.classifier, path)
+  head, _ = scoring.task_head(task, loaded.head, loaded.classifier, path)
   if not loaded.tokenizer_dir:
     raise GlueError(f'--teacher={path} has no tokenizer files: the teacher '
                     f'tokenizes the text itself')
@@ -86,13 +85,10 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
   def teacher(examples, split: str):
     if not workdir:
       return compute(examples)
-    if not fingerprint:
-      fingerprint.append(teacher_cache.fingerprint_teacher(
-          path if os.path.isdir(path) else loaded))
     data = teacher_cache.fingerprint_examples(examples, cfg.max_len, tok, style)
     return teacher_cache.load_or_compute(
         os.path.join(workdir, 'teacher_logits'), task.name, split,
-        fingerprint[0], data, lambda: compute(examples))
+        fingerprint_(), data, lambda: compute(examples))
 
   def online(student_tokenizer, student_family: str, max_len: int):
     """(config, {'encoder', 'head'}, rest) for `run_task(online_teacher=)`:
@@ -113,5 +109,32 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
     encoder, rest, _ = heads.split_encoder_params(loaded.config, loaded.params)
     return loaded.config, {'encoder': encoder, 'head': head}, rest
 
+  def fingerprint_():
+    if not fingerprint:
+      fingerprint.append(teacher_cache.fingerprint_teacher(
+          path if os.path.isdir(path) else loaded))
+    return fingerprint[0]
+
   teacher.online = online
+  teacher.fingerprint = fingerprint_
+  teacher.path = path
+  # LABEL_0, LABEL_1, ...: the order is read from the data (`teacher_check`).
+  teacher.generic = bool(loaded.classifier.generic) and not task.is_regression
   return teacher
+
+
+def check_task(task, info, path: str) -> None:
+  """A teacher that says it was fine-tuned on another GLUE task is refused
+  (HF's `finetuning_task`, or ours); a name that is no GLUE task is let be."""
+  from jaxdistil.glue.tasks import get as get_task
+  said = getattr(info, 'task', None)
+  if not said:
+    return
+  try:
+    theirs = get_task(str(said)).name
+  except GlueError:
+    return
+  if theirs != task.name:
+    raise GlueError(f'--teacher={path} was fine-tuned on {theirs} (its config '
+                    f'says so), not {task.name}: give a teacher fine-tuned on '
+                    f'{task.name}')
