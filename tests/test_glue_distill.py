@@ -161,21 +161,44 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
              f'--workdir={tmp_path / "work_stage1"}') == 0
   d = json.load(open(tmp_path / 'stage1.json'))['tasks']['SST-2']
   assert d['config']['kd_intermediate_steps'] == 3
-  assert d['per_seed'][0]['final_loss'] != c['per_seed'][0]['final_loss']
+  assert d['config']['kd_intermediate_lr'] == 5e-5
+  assert 'kd_intermediate_lr' not in c['config']
+  # (What stage 1 does to the encoder: test_stage_one_*, below.)
+  # Provenance: the teacher (path and the sha256 of its files), the layers.
+  from jaxdistil.glue import teacher_cache
+  prov = json.load(open(tmp_path / 'stage1.json'))['provenance']
+  assert prov['teacher']['fingerprint'] == teacher_cache.fingerprint_teacher(teacher)
+  assert prov['teacher']['path'] == teacher and prov['teacher']['kd_online']
+  assert prov['teacher']['kd_intermediate_steps'] == 3
+  assert prov['transfer_set'] is None and prov['student_layers'] is None
+  assert 0.0 <= a['teacher_check']['agreement'] <= 1.0
+  assert a['teacher_check']['examples'] == 48
   # Bad input: one line each, exit 2, nothing written.
   bad = [
       (['--task=MRPC'], 'was fine-tuned on SST-2 (its config says so), not MRPC'),
-      (['--task=STS-B'], 'but STS-B is a regression'),
+      (['--task=STS-B'], 'was fine-tuned on SST-2 (its config says so), not STS-B'),
       (['--task=all'], '--teacher is fine-tuned on one task'),
       (['--kd_temperature=0'], '--kd_temperature=0.0: the temperature must be > 0'),
       (['--kd_alpha=1.5'], '--kd_alpha=1.5: must be in [0, 1]'),
       ([f'--teacher={tmp_path / "student"}'], 'has no classifier head'),
       (['--kd_intermediate_steps=2'], 'give --kd_online too'),
+      ([f'--model={tmp_path / "student_3heads"}', '--kd_online',
+        '--kd_intermediate_steps=2'], 'the student has 3 heads and the teacher 2'),
   ]
+  from jaxdistil import convert
+  c3, p3 = bert.BertConfig(vocab_size=len(tok), hidden_size=24, num_layers=1,
+                           num_heads=3, intermediate_size=48,
+                           max_position_embeddings=64, type_vocab_size=0,
+                           layout='distilbert'), None
+  convert.save_model(str(tmp_path / 'student_3heads'), c3,
+                     bert.init(c3, jax.random.key(0)), 'distilbert',
+                     tokenizer_dir=VOCAB)
   for extra, want in bad:
     capsys.readouterr()
     args = ([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
              '--task=SST-2', '--max_steps=2'] + common + extra)
+    if any(e.startswith('--model=') for e in extra):
+      args = args[1:]
     assert glue_cli.main(args) == 2, extra
     err = capsys.readouterr().err.strip()
     assert want in err and '\n' not in err, (extra, err)
@@ -239,8 +262,66 @@ def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
   assert other.stderr.strip().count('\n') == 0
 
 
+def test_stage_one_moves_a_narrower_student_towards_its_teacher():
+  """TinyBERT's stage 1 on a student half the teacher's width: the shared
+  projection is wired in (it failed at trace time before), trained with the
+  encoder, and the hidden-state and attention loss falls by over 30% from where it
+  started; the head is untouched and the stage runs at its own rate."""
+  import dataclasses
+  from jaxdistil.glue import stage1 as stage1_lib
+  t_cfg, t_params = tiny(120, layers=2, seed=3)
+  t_cfg = t_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  s_cfg = t_cfg.replace(hidden_size=16, intermediate_size=32, num_layers=1)
+  s_params = bert.init(s_cfg, jax.random.key(4))
+  t_enc, t_rest, _ = heads.split_encoder_params(t_cfg, t_params)
+  s_enc, s_rest, _ = heads.split_encoder_params(s_cfg, s_params)
+  rest = dict(s_rest, teacher={'params': {'encoder': t_enc}, 'rest': t_rest})
+  rng = np.random.default_rng(0)
+  n, length = 16, 12
+  arrays = {'input_ids': rng.integers(5, 120, (n, length)).astype(np.int32),
+            'attention_mask': np.ones((n, length), np.int32),
+            'token_type_ids': np.zeros((n, length), np.int32),
+            'labels': np.zeros(n, np.int32)}
+  arrays['attention_mask'][::3, 9:] = 0
+  cfg = finetune.FinetuneConfig(batch_size=8, max_len=12, length_buckets=False,
+                                kd_intermediate_steps=40,
+                                kd_intermediate_lr=3e-3, warmup_fraction=0.0,
+                                learning_rate=1e-9)
+  mesh = finetune._mesh(cfg)
+  template = {'encoder': s_enc, 'head': {}}
+  stage1 = stage1_lib.compile_intermediate(s_cfg, t_cfg, cfg, template, rest, 40, mesh)
+  assert set(stage1.params) == {'encoder', 'projection'}
+  tree = jax.device_get(stage1_lib.intermediate_params(s_cfg, t_cfg, s_enc,
+                                                       jax.random.key(5)))
+  assert tree['projection']['kernel'].shape == (16, 32)
+  batch = dict(arrays, weights=np.ones(n, np.float32))
+  loss_of = lambda tr: float(stage1_lib.intermediate_loss(
+      s_cfg, t_cfg, (0, 2), tr['encoder'], rest, batch, None, tr['projection']))
+  before = loss_of(tree)
+
+  class Bar:
+    def update(self, _): pass
+    def set_postfix(self, **_): pass
+  import jax.numpy as jnp
+  on_device = jax.device_put(tree, stage1.params)
+  trained, _ = finetune.fit(stage1, on_device, stage1.init_opt(on_device),
+                            jax.device_put(rest, stage1.rest), arrays, cfg, 40,
+                            jax.random.key(6), 0, mesh, Bar())
+  after = loss_of(jax.device_get(trained))
+  assert after < 0.7 * before, (before, after)
+  # The stage's rate is its own: at the fine-tuning rate (1e-9) nothing moves.
+  slow = stage1_lib.compile_intermediate(
+      s_cfg, t_cfg, dataclasses.replace(cfg, kd_intermediate_lr=1e-9), template,
+      rest, 40, mesh)
+  on_device = jax.device_put(tree, slow.params)
+  still, _ = finetune.fit(slow, on_device, slow.init_opt(on_device),
+                          jax.device_put(rest, slow.rest), arrays, cfg, 40,
+                          jax.random.key(6), 0, mesh, Bar())
+  assert loss_of(jax.device_get(still)) == pytest.approx(before, rel=1e-3)
+
+
 def test_the_intermediate_loss_is_zero_for_a_copy_of_the_teacher_only():
-  from jaxdistil.glue import step
+  from jaxdistil.glue import stage1
   t_cfg, t_params = tiny(120, layers=2, seed=3)
   t_cfg = t_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)
   encoder, rest, _ = heads.split_encoder_params(t_cfg, t_params)
@@ -252,7 +333,7 @@ def test_the_intermediate_loss_is_zero_for_a_copy_of_the_teacher_only():
   batch = {'input_ids': ids, 'attention_mask': mask,
            'token_type_ids': np.zeros_like(ids),
            'weights': np.ones(4, np.float32)}
-  same = step.intermediate_loss(t_cfg, t_cfg, (0, 1, 2), encoder, rest, batch, None)
+  same = stage1.intermediate_loss(t_cfg, t_cfg, (0, 1, 2), encoder, rest, batch, None)
   assert float(same) == pytest.approx(0.0, abs=1e-10)
   # A one-layer student drawn from teacher layer 1: its embeddings match
   # (0 <- 0) and its layer is the teacher's second, fed another input, so the
@@ -260,7 +341,7 @@ def test_the_intermediate_loss_is_zero_for_a_copy_of_the_teacher_only():
   s_cfg = t_cfg.replace(num_layers=1)
   s_enc = {'embeddings': encoder['embeddings'],
            'encoder': {'layer_0': encoder['encoder']['layer_1']}}
-  other = step.intermediate_loss(s_cfg, t_cfg, (0, 2), s_enc, rest, batch, None)
+  other = stage1.intermediate_loss(s_cfg, t_cfg, (0, 2), s_enc, rest, batch, None)
   assert float(other) > 1e-7
   # Against NumPy: the hidden-state term alone, recomputed from the outputs.
   s_out = bert.apply(s_cfg, {**s_enc, **{k: v for k, v in rest.items()
@@ -305,7 +386,8 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
           '--copies=2', '--max_len=32']
   assert augment_cli.main(args) == 0
   transfer = augment.read_transfer_set(out)
-  assert len(transfer.examples) == 48 and not transfer.label_weights.any()
+  assert 0 < len(transfer.examples) <= 48 and not transfer.label_weights.any()
+  assert transfer.meta['task'] == 'SST-2' and transfer.meta['copies'] == 2
   # Called again: done already, the same folder and bytes.
   before = {f: open(os.path.join(out, f), 'rb').read() for f in os.listdir(out)}
   assert augment_cli.main(args) == 0
@@ -328,10 +410,31 @@ def test_a_transfer_set_made_by_the_command_teaches_a_student(tok, tmp_path, cap
   assert glue_cli.main([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
                         f'--transfer_set={out}', '--epochs=1', f'--output={res}',
                         f'--workdir={tmp_path / "w"}'] + common) == 0
-  got = json.load(open(res))['tasks']['SST-2']
-  assert got['num_train'] == 24 + 48
-  cached = sorted(os.listdir(tmp_path / 'w' / 'teacher_logits'))
-  assert any('transfer' in f for f in cached) and any('train' in f for f in cached)
+  summary = json.load(open(res))
+  got = summary['tasks']['SST-2']
+  assert got['num_train'] == 24 + len(transfer.examples)
+  assert summary['provenance']['transfer_set']['task'] == 'SST-2'
+  assert summary['provenance']['transfer_set']['source'] == transfer.meta['source']
+  # The transfer rows are taught by the teacher's own logits on their texts:
+  # the cached ones equal the teacher run directly on the transfer set.
+  from jaxdistil.glue import teacher as glue_teacher
+  from jaxdistil.glue import teacher_cache
+  cached = teacher_cache.cache_path(str(tmp_path / 'w' / 'teacher_logits'),
+                                    'SST-2', 'transfer')
+  direct = glue_teacher.make_teacher(teacher, tasks.get('SST-2'), 32, None)(
+      transfer.examples, 'transfer')
+  np.testing.assert_allclose(np.load(cached)['logits'], direct, atol=1e-5)
+  # A transfer set made from other rows (another --max_train_examples) or for
+  # another task is refused in one line, before any training.
+  other = str(tmp_path / 'transfer_12')
+  assert augment_cli.main(args[:3] + [f'--output={other}', '--copies=2',
+                                      '--max_len=32',
+                                      '--max_train_examples=12']) == 0
+  capsys.readouterr()
+  assert glue_cli.main([f'--model={tmp_path / "student"}', f'--teacher={teacher}',
+                        f'--transfer_set={other}', '--epochs=1'] + common) == 2
+  err = capsys.readouterr().err.strip()
+  assert 'other SST-2 training rows than these 24' in err and '\n' not in err
 
 
 @needs_data

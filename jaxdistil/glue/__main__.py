@@ -25,8 +25,11 @@ saved here); its labels are matched to the task's by name (LABEL_0, LABEL_1,
 ... are taken in order, with a notice).
 `--teacher=DIR` distils a fine-tuned classifier into --model while it is
 fine-tuned (`glue.kd`): alpha*T^2*KL(teacher || student at T) + (1-alpha)*CE
-for classes, beta*MSE(teacher) + (1-beta)*MSE(label) for STS-B. The teacher
-tokenizes the text itself; its logits are computed once (cached in --workdir).
+for classes, beta*MSE(teacher) + (1-beta)*MSE(label) for STS-B; a transfer
+set's rows get the teacher's term alone. The teacher tokenizes the text
+itself; its logits are computed once (cached in --workdir), and its agreement
+with the training labels is reported (`glue.teacher_check`: a teacher of
+another task is refused, LABEL_k outputs are ordered by the data).
 Errors are one line on stderr, exit code 2.
 """
 
@@ -95,6 +98,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "--kd_online: first this many steps of TinyBERT's "
                        'stage 1 (hidden states and attention scores matched '
                        'layer by layer)', lower_bound=0, **d)
+  flags.DEFINE_float('kd_intermediate_lr', 5e-5, "with --kd_intermediate_steps: "
+                     "the stage's own peak learning rate (TinyBERT's 5e-5)", **d)
   flags.DEFINE_string('transfer_set', None, 'with --teacher: a folder of '
                       'unlabelled examples (glue.augment) the teacher labels',
                       **d)

@@ -33,8 +33,10 @@ class FinetuneConfig:
   kd_temperature: float = kd.TEMPERATURE
   kd_alpha: float = kd.ALPHA
   kd_beta: float = kd.BETA
-  # TinyBERT's stage 1 first (`glue.step.intermediate_loss`), this many steps.
+  # TinyBERT's stage 1 first (`glue.stage1`), this many steps,
+  # at its own peak rate (TinyBERT's 5e-5 with batch 32).
   kd_intermediate_steps: int = 0
+  kd_intermediate_lr: float = 5e-5
 
   def settings(self) -> dict:
     """The settings a result records (and a top-up compares); the
@@ -45,6 +47,8 @@ class FinetuneConfig:
       for k in ('distill', 'kd_temperature', 'kd_alpha', 'kd_beta',
                 'kd_intermediate_steps'):
         del out[k]
+    if not (self.distill and self.kd_intermediate_steps):
+      del out['kd_intermediate_lr']          # as before the stage had its own
     return out
 
   def optim_config(self) -> optim.OptimConfig:

@@ -57,6 +57,18 @@ class Examples:
                     self.labels[index], self.origin, self.skipped)
 
 
+def subsample(examples: Examples, max_examples: int | None, seed: int) -> Examples:
+  """The random subset of `max_examples` rows (in their file order) that
+  fine-tuning trains on, drawn by `seed`; all of them when None or fewer.
+  The one place it is drawn: `glue` and `augment` must agree on it, or a
+  transfer set would not line up with its task's training rows."""
+  if max_examples and len(examples) > max_examples:
+    pick = np.random.default_rng(seed).choice(len(examples), max_examples,
+                                              replace=False)
+    return examples.take(np.sort(pick))
+  return examples
+
+
 def split_names(task: Task) -> tuple[str, ...]:
   return (TRAIN,) + tuple(d.name for d in task.dev)
 

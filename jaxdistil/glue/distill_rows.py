@@ -28,7 +28,9 @@ def with_teacher(task: Task, task_data, teacher, transfer, tokenizer,
   'teacher_logits' unless `online` (the step computes them). Outputs named
   LABEL_k are put in the order that agrees with the labels; with `online`
   that order must be the head's own, since the step runs the head as it is.
-  'label_weights' is 1 for labelled rows and 0 for the transfer set's."""
+  'label_weights' is 1 for labelled rows and 0 for the transfer set's
+  (`transfer`, a `glue.augment.TransferSet`, checked to be made for this
+  task from these training rows)."""
   train = dict(task_data.train)
   n = len(train['labels'])
   found = None
@@ -53,6 +55,10 @@ def with_teacher(task: Task, task_data, teacher, transfer, tokenizer,
       train['teacher_logits'] = logits
   train['label_weights'] = np.ones(n, np.float32)
   if transfer is not None:
+    from jaxdistil.glue import augment
+    augment.check_matches(transfer, task.name, task_data.train_examples,
+                          f'--transfer_set={transfer.examples.origin[len("transfer:"):]}')
+    transfer = transfer.examples
     if len(transfer) == 0:
       raise GlueError('the transfer set is empty: make it again, or drop it')
     style = 'roberta' if bert_cfg.family in bert.ROBERTA_FAMILIES else 'bert'

@@ -67,9 +67,10 @@ from jaxdistil.glue.distill_rows import with_teacher
 from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize  # noqa: F401
 from jaxdistil.glue.step import (  # noqa: F401
     Compiled, _gather, _host_rows, _mesh, _round_up, check_settings,
-    compile_intermediate, compile_steps,
+    compile_steps,
     evaluate, forward, loss_fn, param_shardings, predict_logits, predict_step,
     train_step)
+from jaxdistil.glue.stage1 import compile_intermediate, intermediate_params
 from jaxdistil.glue.tasks import GlueError, Task, get as get_task
 from jaxdistil.models import bert
 
@@ -93,10 +94,7 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
   style = 'roberta' if family in bert.ROBERTA_FAMILIES else 'bert'
   train = glue_data.read_split(task, glue_data.TRAIN, data_dir, source)
   skipped = train.skipped
-  if cfg.max_train_examples and len(train) > cfg.max_train_examples:
-    pick = np.random.default_rng(seed).choice(len(train), cfg.max_train_examples,
-                                              replace=False)
-    train = train.take(np.sort(pick))
+  train = glue_data.subsample(train, cfg.max_train_examples, seed)
   if len(train) == 0:
     raise GlueError(f'{train.origin}: no training examples')
   encoded = {glue_data.TRAIN: glue_data.encode(train, tokenizer, cfg.max_len,
@@ -226,7 +224,8 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
     if stage1 is not None and start == 0:
       params = intermediate_stage(stage1, params, device_rest, task_data.train,
                                   cfg, jax.random.fold_in(key_dropout, 1), seed,
-                                  mesh, progress, task.name)
+                                  mesh, progress, task.name,
+                                  (bert_cfg, online[0]))
       opt_state = compiled.init_opt(params)
     with tqdm(total=steps, initial=start, desc=f'{task.name} seed {seed}',
               leave=False, disable=not progress, dynamic_ncols=True) as bar:
@@ -261,11 +260,14 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
 
 
 def intermediate_stage(stage1: Compiled, params, rest, arrays, cfg, key, seed,
-                       mesh, progress: bool, name: str):
+                       mesh, progress: bool, name: str, models: tuple):
   """The encoder after `cfg.kd_intermediate_steps` steps of TinyBERT's
-  stage 1 (the head as it was)."""
+  stage 1 (the head as it was; a projection to a wider teacher is trained
+  with it, then dropped). `models`: (student config, teacher config)."""
   from tqdm.auto import tqdm
-  encoder = {'encoder': params['encoder']}
+  encoder = jax.device_put(
+      intermediate_params(*models, jax.device_get(params['encoder']),
+                          jax.random.fold_in(key, 2)), stage1.params)
   with tqdm(total=cfg.kd_intermediate_steps, desc=f'{name} seed {seed} stage 1',
             leave=False, disable=not progress, dynamic_ncols=True) as bar:
     encoder, _ = fit(stage1, encoder, stage1.init_opt(encoder), rest, arrays, cfg,
@@ -307,8 +309,9 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   `teacher(examples, split) -> [N, outputs]` (logits in the task's class
   order) turns on task distillation (`kd`; T, alpha and beta as
   `kd_temperature`, `kd_alpha`, `kd_beta`): its logits for every training
-  row are computed once, before the seeds run. `transfer` (`glue.data.Examples`,
-  labels unused) adds unlabelled rows that the teacher alone teaches.
+  row are computed once, before the seeds run. `transfer` (a
+  `glue.augment.TransferSet` made from these training rows) adds unlabelled
+  rows that the teacher alone teaches.
   `online_teacher` ((config, {'encoder', 'head'}, rest), on the student's own
   tokens: the same tokenizer) runs the teacher inside each step instead.
 

@@ -135,11 +135,14 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
     if getattr(args, 'kd_online', False):
       # The step runs the teacher; its cached-mode logits still check it.
       online = teacher.online(tokenizer, bert_cfg.family, args.max_len)
+      if getattr(args, 'kd_intermediate_steps', 0):
+        from jaxdistil.glue.stage1 import check_intermediate
+        check_intermediate(bert_cfg, online[0])
   transfer_meta = None
   if getattr(args, 'transfer_set', None):
     from jaxdistil.glue import augment
-    transfer_set = augment.read_transfer_set(args.transfer_set)
-    transfer, transfer_meta = transfer_set.examples, transfer_set.meta
+    transfer = augment.read_transfer_set(args.transfer_set)
+    transfer_meta = transfer.meta
   results = {}
   for task in tasks:
     if eval_only:

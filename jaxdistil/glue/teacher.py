@@ -43,9 +43,12 @@ def student_of(bert_cfg, params: dict, layers, where: str):
 def kd_overrides(args) -> dict:
   if not getattr(args, 'teacher', None):
     return {}
-  return {'kd_temperature': args.kd_temperature, 'kd_alpha': args.kd_alpha,
-          'kd_beta': args.kd_beta,
-          'kd_intermediate_steps': getattr(args, 'kd_intermediate_steps', 0)}
+  out = {'kd_temperature': args.kd_temperature, 'kd_alpha': args.kd_alpha,
+         'kd_beta': args.kd_beta,
+         'kd_intermediate_steps': getattr(args, 'kd_intermediate_steps', 0)}
+  if getattr(args, 'kd_intermediate_lr', None) is not None:
+    out['kd_intermediate_lr'] = args.kd_intermediate_lr
+  return out
 
 
 def make_teacher(path: str, task, max_len: int, workdir: str | None):
