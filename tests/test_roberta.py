@@ -1,7 +1,7 @@
 """RoBERTa and XLM-RoBERTa teachers in, DistilRoBERTa students out.
 
 Tiny `RobertaForMaskedLM` / `XLMRobertaForMaskedLM` models with every parameter
-random (tests/test_model_parity.randomize_) are saved with `save_pretrained`,
+random (tests/helpers/parity.randomize_) are saved with `save_pretrained`,
 imported by `convert.import_hf`, and run against `transformers` (PyTorch,
 eager attention, float32):
 
@@ -32,7 +32,7 @@ from safetensors.numpy import load_file  # noqa: E402
 from jaxdistil import convert  # noqa: E402
 from jaxdistil.convert import hf_config  # noqa: E402
 from jaxdistil.models import bert, student_init  # noqa: E402
-from tests.test_model_parity import randomize_  # noqa: E402
+from helpers.parity import randomize_  # noqa: E402
 
 VOCAB, HIDDEN, LAYERS, HEADS, MLP, MAX_POS = 61, 32, 4, 4, 64, 40
 PAD = 1                                    # RoBERTa's <pad>; <s> 0, </s> 2
