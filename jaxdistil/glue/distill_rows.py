@@ -31,6 +31,10 @@ def with_teacher(task: Task, task_data, teacher, transfer, tokenizer,
   'label_weights' is 1 for labelled rows and 0 for the transfer set's
   (`transfer`, a `glue.augment.TransferSet`, checked to be made for this
   task from these training rows)."""
+  if transfer is not None:          # before the teacher runs
+    from jaxdistil.glue import augment
+    augment.check_matches(transfer, task.name, task_data.train_examples,
+                          f'--transfer_set={transfer.examples.origin[len("transfer:"):]}')
   train = dict(task_data.train)
   n = len(train['labels'])
   found = None
@@ -55,9 +59,6 @@ def with_teacher(task: Task, task_data, teacher, transfer, tokenizer,
       train['teacher_logits'] = logits
   train['label_weights'] = np.ones(n, np.float32)
   if transfer is not None:
-    from jaxdistil.glue import augment
-    augment.check_matches(transfer, task.name, task_data.train_examples,
-                          f'--transfer_set={transfer.examples.origin[len("transfer:"):]}')
     transfer = transfer.examples
     if len(transfer) == 0:
       raise GlueError('the transfer set is empty: make it again, or drop it')
