@@ -86,7 +86,6 @@ def test_a_distillation_step_computes_the_kd_loss_as_numpy_does():
   pt = np.exp(log_softmax(t / T))
   kl = (pt * (log_softmax(t / T) - log_softmax(s / T))).sum(-1)
   w = batch['weights']
-  lw = w * batch['label_weights']
   ce = -log_softmax(s)[np.arange(6), batch['labels']]
   # Each row's loss (the teacher's term alone on the unlabelled row), their
   # mean over the rows of weight 1.
@@ -186,10 +185,10 @@ def test_a_saved_teacher_distils_into_a_student_with_a_cache(tok, tmp_path, caps
         '--kd_intermediate_steps=2'], 'the student has 3 heads and the teacher 2'),
   ]
   from jaxdistil import convert
-  c3, p3 = bert.BertConfig(vocab_size=len(tok), hidden_size=24, num_layers=1,
-                           num_heads=3, intermediate_size=48,
-                           max_position_embeddings=64, type_vocab_size=0,
-                           layout='distilbert'), None
+  c3 = bert.BertConfig(vocab_size=len(tok), hidden_size=24, num_layers=1,
+                       num_heads=3, intermediate_size=48,
+                       max_position_embeddings=64, type_vocab_size=0,
+                       layout='distilbert')
   convert.save_model(str(tmp_path / 'student_3heads'), c3,
                      bert.init(c3, jax.random.key(0)), 'distilbert',
                      tokenizer_dir=VOCAB)
@@ -302,7 +301,6 @@ def test_stage_one_moves_a_narrower_student_towards_its_teacher():
   class Bar:
     def update(self, _): pass
     def set_postfix(self, **_): pass
-  import jax.numpy as jnp
   on_device = jax.device_put(tree, stage1.params)
   trained, _ = finetune.fit(stage1, on_device, stage1.init_opt(on_device),
                             jax.device_put(rest, stage1.rest), arrays, cfg, 40,

@@ -43,8 +43,6 @@ intermediate stage share one seed's state, which `finetune_seeds` holds.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import dataclasses
 import time
 from typing import Sequence

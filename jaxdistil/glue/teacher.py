@@ -7,7 +7,6 @@ workdir: `make_teacher`) and a student drawn from a model's layers
 from __future__ import annotations
 
 import os
-import sys
 
 from jaxdistil.glue import data as glue_data
 from jaxdistil.glue.tasks import GlueError
