@@ -62,8 +62,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_enum('source', 'tsv', ['tsv', 'tfds'], 'where the tasks are read', **d)
   flags.DEFINE_integer('seeds', 1, 'runs per task (median)', lower_bound=1, **d)
   flags.DEFINE_integer('seed', 0, 'first seed', **d)
-  flags.DEFINE_float('epochs', 3.0, 'fine-tuning epochs', **d)
-  flags.DEFINE_float('lr', 2e-5, 'peak learning rate', **d)
+  flags.DEFINE_float('epochs', None, 'fine-tuning epochs (default: 3, or the '
+                     "distillation default with --teacher; glue.defaults)", **d)
+  flags.DEFINE_float('lr', None, 'peak learning rate (default: by the '
+                     "model's width, 2e-5 from BERT-base's 768 up, higher "
+                     'below; glue.defaults)', **d)
   flags.DEFINE_integer('batch_size', 32, 'examples a step', lower_bound=1, **d)
   flags.DEFINE_integer('max_len', 128, 'longest example, in tokens', lower_bound=8, **d)
   flags.DEFINE_integer('max_steps', None, 'cap on steps per run', **d)
@@ -85,10 +88,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('teacher', None, 'one task: a classifier fine-tuned on it '
                       '(HF or ours) that the model is distilled from while it '
                       'is fine-tuned', **d)
-  flags.DEFINE_float('kd_temperature', 2.0, 'with --teacher: the softmax '
-                     'temperature T', **d)
-  flags.DEFINE_float('kd_alpha', 0.5, 'with --teacher: weight of alpha*T^2*KL '
-                     'against (1-alpha)*CE on the labels', **d)
+  flags.DEFINE_float('kd_temperature', None, 'with --teacher: the softmax '
+                     'temperature T (default: glue.defaults)', **d)
+  flags.DEFINE_float('kd_alpha', None, 'with --teacher: weight of alpha*T^2*KL '
+                     'against (1-alpha)*CE on the labels (default: '
+                     'glue.defaults)', **d)
   flags.DEFINE_float('kd_beta', 0.5, "with --teacher on a regression: weight "
                      "of the MSE to the teacher's score against the label's", **d)
   flags.DEFINE_bool('kd_online', False, "with --teacher: run the teacher inside "

@@ -83,7 +83,10 @@ def check_outputs(args, tasks) -> None:
     if getattr(args, 'eval_only', False):
       raise GlueError('--teacher with --eval_only: nothing is trained; score the '
                       'teacher itself with --model=TEACHER --eval_only')
-    kd.check_settings(args.kd_temperature, args.kd_alpha, args.kd_beta)
+    from jaxdistil.glue import defaults
+    given = {k: getattr(args, k) for k in ('kd_temperature', 'kd_alpha')}
+    kd.check_settings(*(defaults.DISTILL[k] if v is None else v
+                        for k, v in given.items()), args.kd_beta)
   if getattr(args, 'transfer_set', None) and not getattr(args, 'teacher', None):
     raise GlueError('--transfer_set is labelled by a teacher: give --teacher too')
   save = getattr(args, 'save', None)
@@ -124,6 +127,11 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
                                               args.student_layers, args.model)
     if loaded is not None:
       loaded.head = loaded.classifier = None      # a new model: no head of its own
+  from jaxdistil.glue import defaults
+  notice = defaults.fill(args, bert_cfg.hidden_size,
+                         bool(getattr(args, 'teacher', None)))
+  if notice and not getattr(args, 'eval_only', False):
+    print(f'jaxdistil.glue: {notice}', file=sys.stderr, flush=True)
   eval_only = getattr(args, 'eval_only', False)
   if eval_only and getattr(loaded, 'head', None) is None:
     raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
