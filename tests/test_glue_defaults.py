@@ -45,6 +45,10 @@ def test_defaults_by_width_and_teacher():
   assert '--lr' not in notice and '--kd_alpha' not in notice
   assert defaults.fill(args(lr=1e-3, epochs=2.0, kd_temperature=1.0,
                             kd_alpha=1.0), 384, True) is None
+  # A model whose width is unknown gets BERT-base's rate.
+  a = args()
+  defaults.fill(a, None, distill=False)
+  assert a.lr == defaults.WIDE_LR
 
 
 @pytest.mark.skipif(not os.path.isdir(GLUE), reason='no shared data')
@@ -66,4 +70,4 @@ def test_the_defaults_used_are_in_the_result(tmp_path, capsys):
   config = json.load(open(out))['tasks']['SST-2']['config']
   assert config['learning_rate'] == defaults.SMALL_LR
   assert config['epochs'] == defaults.PLAIN_EPOCHS
-  assert 'defaults for this model (hidden size 32)' in capsys.readouterr().err
+  assert 'defaults for this model (hidden size 32)' in capsys.readouterr().out

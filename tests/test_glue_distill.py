@@ -255,7 +255,7 @@ def test_a_killed_distillation_resumes_and_saves_the_same_model(tok, tmp_path):
   assert a == b
   # A rerun of another command in the same folder is refused, in one line.
   other = subprocess.run(command(tmp_path / 'w2', tmp_path / 's3')
-                         + ['--kd_alpha=0.9'], env=env, capture_output=True,
+                         + ['--kd_alpha=0.3'], env=env, capture_output=True,
                          text=True, timeout=600)
   assert other.returncode == 2 and 'belongs to another run' in other.stderr
   assert other.stderr.strip().count('\n') == 0

@@ -90,7 +90,7 @@ def test_a_scrambled_three_class_teacher_teaches_the_right_classes(capsys):
   taught = out.train['teacher_logits'].argmax(-1)
   assert found.order == order
   assert np.mean(taught == labels) == found.agreement > 0.8
-  assert 'agreement with the gold training labels' in capsys.readouterr().err
+  assert 'agreement with the gold training labels' in capsys.readouterr().out
   # Named heads keep their order, and report their agreement as it is.
   out, found = distill_rows.with_teacher(
       task, data, Teacher(logits, False), None, None, FinetuneConfig(), None)

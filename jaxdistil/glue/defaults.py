@@ -26,11 +26,12 @@ PLAIN_EPOCHS = 3.0
 DISTILL = {'epochs': 3.0, 'kd_temperature': 2.0, 'kd_alpha': 0.9}
 
 
-def learning_rate(hidden_size: int) -> float:
-  return WIDE_LR if hidden_size >= WIDE else SMALL_LR
+def learning_rate(hidden_size: int | None) -> float:
+  """By width; a model of unknown width gets BERT-base's rate."""
+  return SMALL_LR if hidden_size is not None and hidden_size < WIDE else WIDE_LR
 
 
-def values(hidden_size: int, distill: bool) -> dict:
+def values(hidden_size: int | None, distill: bool) -> dict:
   """The default of each setting for a model of this width."""
   out = {'lr': learning_rate(hidden_size), 'epochs': PLAIN_EPOCHS}
   if distill:
@@ -38,7 +39,7 @@ def values(hidden_size: int, distill: bool) -> dict:
   return out
 
 
-def fill(args, hidden_size: int, distill: bool) -> str | None:
+def fill(args, hidden_size: int | None, distill: bool) -> str | None:
   """Sets every one of lr, epochs, kd_temperature, kd_alpha that `args`
   leaves None; returns a one-line notice of those set (None if none)."""
   filled = []

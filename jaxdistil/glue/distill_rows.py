@@ -7,7 +7,6 @@ teacher's check against the gold training labels (`glue.teacher_check`)."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import numpy as np
 
@@ -81,4 +80,4 @@ def report(found: teacher_check.Check, task: Task) -> None:
   order = (f'; its LABEL_k outputs read as classes in the order {found.order}'
            if found.order is not None else '')
   print(f'jaxdistil.glue: the teacher\'s {what}: {value} over '
-        f'{found.examples} examples{order}', file=sys.stderr, flush=True)
+        f'{found.examples} examples{order}', flush=True)

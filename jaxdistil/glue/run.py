@@ -87,6 +87,10 @@ def check_outputs(args, tasks) -> None:
     given = {k: getattr(args, k) for k in ('kd_temperature', 'kd_alpha')}
     kd.check_settings(*(defaults.DISTILL[k] if v is None else v
                         for k, v in given.items()), args.kd_beta)
+  if (getattr(args, 'kd_intermediate_steps', 0)
+      and not getattr(args, 'kd_online', False)):
+    raise GlueError('--kd_intermediate_steps matches the teacher\'s hidden '
+                    'states inside the step: give --kd_online too')
   if getattr(args, 'transfer_set', None) and not getattr(args, 'teacher', None):
     raise GlueError('--transfer_set is labelled by a teacher: give --teacher too')
   save = getattr(args, 'save', None)
@@ -128,10 +132,10 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
     if loaded is not None:
       loaded.head = loaded.classifier = None      # a new model: no head of its own
   from jaxdistil.glue import defaults
-  notice = defaults.fill(args, bert_cfg.hidden_size,
+  notice = defaults.fill(args, getattr(bert_cfg, 'hidden_size', None),
                          bool(getattr(args, 'teacher', None)))
-  if notice and not getattr(args, 'eval_only', False):
-    print(f'jaxdistil.glue: {notice}', file=sys.stderr, flush=True)
+  if notice and not getattr(args, 'eval_only', False):   # a notice: stdout
+    print(f'jaxdistil.glue: {notice}', flush=True)
   eval_only = getattr(args, 'eval_only', False)
   if eval_only and getattr(loaded, 'head', None) is None:
     raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
