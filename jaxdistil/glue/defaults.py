@@ -6,8 +6,9 @@ teacher teaches (RESULTS.md, "Task distillation": the sweep that chose them).
   small model fine-tuned at it barely moves (a 3-layer, 384-wide student lost
   points against higher rates on SST-2 and MRPC, and the quick-start's 4-layer
   teacher scored Pearson -0.03 on STS-B). Models narrower than BERT-base
-  (hidden < 768) get `SMALL_LR`, the best rate of the sweep; BERT-base and
-  wider keep 2e-5.
+  (hidden < 768) get `SMALL_LR`, the sweep's best rate distilled (94.9% of
+  the teacher against 92.1% at 2e-5) and within 0.2 points of its best alone
+  (5e-5); BERT-base and wider keep 2e-5.
 - With --teacher: the temperature, alpha and epochs of the sweep's best
   distilled setting (`DISTILL`); a transfer set's rows always get the
   teacher's term alone (`glue.kd`).
