@@ -164,7 +164,11 @@ class Runner:
     kd = self.best([setting(lr, 3, 0.9, 2.0) for lr in lrs])
     # 2. T at alpha 0.9.
     kd = self.best([setting(kd['lr'], 3, 0.9, T) for T in (2.0, 4.0, 8.0)])
-    # 3. The schedule (the lever the probe found largest), both rows.
+    # 3. The schedule (the lever the probe found largest), both rows;
+    #    the four 10-epoch runs go at once, so that the cores stay busy.
+    self.run_all([(s, task, 1, os.path.join('sweep', name_of(s)))
+                  for s in (dict(kd, epochs=10), dict(alone, epochs=10))
+                  for task in SWEEP_TASKS])
     kd = self.best([kd, dict(kd, epochs=10)])
     alone = self.best([alone, dict(alone, epochs=10)])
     # 4. Refinements at the chosen schedule: T 1, then alpha 0.5 and 1.0.
