@@ -19,6 +19,11 @@ Texts are tokenized with the model's tokenizer (or `--tokenizer`) and cut at
 the pipeline does with `truncation=True`; its scores equal the pipeline's when
 `--max_len` is the tokenizer's `model_max_length` or no text is cut.
 
+`--runtime=onnxruntime` runs a folder that `python -m jaxdistil.convert
+export --format=onnx` wrote (float32 or int8; `pip install 'jaxdistil[onnx]'`)
+with the same inputs and outputs; in float32 its scores equal the XLA path's
+(the test holds them to 1e-4). Its batches are padded to their longest row.
+
 The input is streamed: `--chunk_size` records are read, predicted and written
 at a time. Within a chunk, consecutive records make batches, each padded to
 its length bucket (`inference`), and every bucket is compiled once for the
@@ -69,6 +74,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                        'written at a time', lower_bound=1, **d)
   flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'compute '
                     'dtype of the encoder', **d)
+  flags.DEFINE_enum('runtime', 'xla', ['xla', 'onnxruntime'], 'xla: our '
+                    'forward, jitted; onnxruntime: a folder written by '
+                    '`convert export --format=onnx`', **d)
+  flags.DEFINE_integer('threads', 0, '--runtime=onnxruntime: intra-op threads '
+                       '(0: ONNX Runtime\'s default, every core)', lower_bound=0,
+                       **d)
   flags.DEFINE_bool('all_scores', False, 'every label\'s score, highest first '
                     '(pipeline top_k=None)', **d)
   flags.DEFINE_bool('overwrite', False, 'replace --output if it exists', **d)
@@ -106,24 +117,7 @@ class Classifier:
     self.regression = bool(info is not None and info.is_regression)
 
   def encode(self, records: Sequence[io.Record]) -> dict:
-    """Token arrays [N, max_len] of `records`, single texts and pairs mixed."""
-    from jaxdistil.glue import data as glue_data
-    n = len(records)
-    arrays = {k: np.zeros((n, self.max_len), np.int32)
-              for k in ('input_ids', 'attention_mask', 'token_type_ids')}
-    is_pair = np.array([r.text_pair is not None for r in records])
-    for pair in (False, True):
-      index = np.flatnonzero(is_pair == pair)
-      if not len(index):
-        continue
-      examples = glue_data.Examples(
-          [records[i].text for i in index],
-          [records[i].text_pair for i in index] if pair else None,
-          np.zeros(len(index), np.int32), '')
-      part = glue_data.encode(examples, self.tokenizer, self.max_len, self.style)
-      for k in arrays:
-        arrays[k][index] = part[k]
-    return arrays
+    return io.encode(records, self.tokenizer, self.max_len, self.style)
 
   def _compiled(self, length: int, arrays: dict):
     """The forward at padded `length`, compiled on first use."""
@@ -157,18 +151,31 @@ class Classifier:
 
   def scores(self, records: Sequence[io.Record], progress=None) -> np.ndarray:
     """[N, outputs]: softmax probabilities, or a regression's raw scores."""
-    logits = self.logits(self.encode(records), progress)
-    if self.regression:
-      return logits
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return io.probabilities(self.logits(self.encode(records), progress),
+                         self.regression)
+
+  def where(self) -> str:
+    return (f'{self.mesh.size} device(s), batch {self.batch_size}, '
+            f'{len(self.compiled)} length bucket(s) compiled')
 
 
-def load(args) -> Classifier:
-  """The classifier of --model with its tokenizer; GlueError (one line) when
-  it cannot serve."""
+def load(args):
+  """The classifier of --model with its tokenizer, on --runtime; GlueError
+  (one line) when it cannot serve."""
+  import os
   from jaxdistil.glue import run as glue_run
   from jaxdistil.glue.tasks import GlueError
+  from jaxdistil.predict_onnx import MODEL, OnnxClassifier
+  onnx_folder = os.path.isfile(os.path.join(args.model, MODEL))
+  if args.runtime == 'onnxruntime':
+    if args.dtype != 'float32':
+      raise GlueError(f'--runtime=onnxruntime runs the exported model as it is '
+                      f'(float32 or int8): drop --dtype={args.dtype}')
+    return OnnxClassifier(args.model, args.tokenizer, args.batch_size,
+                          args.max_len, args.threads)
+  if onnx_folder and not os.path.isfile(
+      os.path.join(args.model, 'model.safetensors')):
+    raise GlueError(f'{args.model} is an ONNX model: pass --runtime=onnxruntime')
   loaded, tokenizer = glue_run.load(args.model, args.tokenizer)
   if loaded.head is None:
     raise GlueError(f'{args.model} has no classifier head: predict needs a '
@@ -200,9 +207,10 @@ def run(args) -> dict:
     output.discard()
   seconds = time.perf_counter() - start
   return {'examples': count, 'seconds': seconds, 'format': fmt,
-          'buckets_compiled': sorted(classifier.compiled),
+          'runtime': args.runtime, 'where': classifier.where(),
           'batch_size': classifier.batch_size,
-          'devices': classifier.mesh.size}
+          'devices': getattr(classifier, 'mesh', None) and classifier.mesh.size,
+          'buckets_compiled': sorted(getattr(classifier, 'compiled', ()))}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,9 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           file=sys.stderr)
     return 2
   print(f"{summary['examples']} predictions in {args.output} "
-        f"({summary['examples'] / max(summary['seconds'], 1e-9):.1f} examples/s "
-        f"on {summary['devices']} device(s), batch {summary['batch_size']}, "
-        f"{len(summary['buckets_compiled'])} length bucket(s) compiled)")
+        f"({summary['examples'] / max(summary['seconds'], 1e-9):.1f} examples/s, "
+        f"{summary['runtime']} on {summary['where']})")
   return 0
 
 

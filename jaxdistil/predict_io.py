@@ -19,6 +19,9 @@ whose one-line message names the file and line number.
 `Output` writes to a hidden temporary file in the output's folder and, on
 `commit`, links it to the output's name: an output that exists is refused
 before any work unless `overwrite`, and a run that fails leaves nothing.
+
+Between the two, `encode` turns records into the token arrays a runtime
+takes, and `probabilities` its logits into the scores written.
 """
 
 from __future__ import annotations
@@ -208,3 +211,34 @@ class Output:
       self.file.close()
     if os.path.exists(self.tmp):
       os.unlink(self.tmp)
+
+
+def encode(records: Sequence[Record], tokenizer, max_len: int,
+           style: str) -> dict:
+  """Token arrays [N, max_len] of `records`, single texts and pairs mixed
+  (`style`: 'bert' or 'roberta', as `glue.data.encode`)."""
+  from jaxdistil.glue import data as glue_data
+  n = len(records)
+  arrays = {k: np.zeros((n, max_len), np.int32)
+            for k in ('input_ids', 'attention_mask', 'token_type_ids')}
+  is_pair = np.array([r.text_pair is not None for r in records])
+  for pair in (False, True):
+    index = np.flatnonzero(is_pair == pair)
+    if not len(index):
+      continue
+    examples = glue_data.Examples(
+        [records[i].text for i in index],
+        [records[i].text_pair for i in index] if pair else None,
+        np.zeros(len(index), np.int32), '')
+    part = glue_data.encode(examples, tokenizer, max_len, style)
+    for k in arrays:
+      arrays[k][index] = part[k]
+  return arrays
+
+
+def probabilities(logits: np.ndarray, regression: bool) -> np.ndarray:
+  """Softmax over the outputs, or a regression's raw scores."""
+  if regression:
+    return logits
+  e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)

@@ -76,6 +76,32 @@ def state_dict(cfg: BertConfig, params: dict, layout: str,
   return out
 
 
+def model_config(cfg: BertConfig, layout: str | None,
+                 tokenizer_dir: str | None, head: dict | None = None,
+                 classifier=None) -> tuple[str, dict]:
+  """(layout, config.json) of `cfg` written as `layout` (None: the default
+  for the model and head), a classifier's with its labels when `head` is
+  given. The config is what an ONNX export carries too."""
+  if layout is None and head is not None and cfg.family == 'bert':
+    layout = names.head_layout(head)     # BERT's pooler head, or DistilBERT's
+  layout = layout or hf_config_lib.default_layout(cfg)
+  # BERT-family students made from a config carry no padding id of their own:
+  # take their tokenizer's. RoBERTa's is part of the model (its positions).
+  pad_id = (_pad_id(tokenizer_dir) if tokenizer_dir and cfg.family == 'bert'
+            else None)
+  config = hf_config(cfg, layout, pad_id)
+  if head is not None:
+    if classifier is None:
+      raise ConvertError('a classifier head needs its labels to be exported')
+    if classifier_lib.num_outputs(head) != classifier.num_labels:
+      raise ConvertError(f'the head has {classifier_lib.num_outputs(head)} '
+                         f'outputs but {classifier.num_labels} labels are named')
+    config.update(classifier_lib.hf_fields(classifier),
+                  architectures=[names.CLASSIFIER_ARCHITECTURE[layout]])
+    config = dict(sorted(config.items()))
+  return layout, config
+
+
 def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None,
            tokenizer_dir: str | None = None, overwrite: bool = False,
            head: dict | None = None, classifier=None) -> str:
@@ -89,28 +115,13 @@ def export(cfg: BertConfig, params: dict, output: str, layout: str | None = None
   `overwrite` (then replaced whole, only after the new one is complete).
   """
   from safetensors.numpy import save_file
-  if layout is None and head is not None and cfg.family == 'bert':
-    layout = names.head_layout(head)     # BERT's pooler head, or DistilBERT's
-  layout = layout or hf_config_lib.default_layout(cfg)
   output = os.path.abspath(output)
   if not overwrite:
     fs.refuse_nonempty(output, error=ConvertError)
-  # BERT-family students made from a config carry no padding id of their own:
-  # take their tokenizer's. RoBERTa's is part of the model (its positions).
-  pad_id = (_pad_id(tokenizer_dir) if tokenizer_dir and cfg.family == 'bert'
-            else None)
-  config = hf_config(cfg, layout, pad_id)
+  layout, config = model_config(cfg, layout, tokenizer_dir, head, classifier)
   tensors = state_dict(cfg, params, layout, mlm_head=head is None)
   if head is not None:
-    if classifier is None:
-      raise ConvertError('a classifier head needs its labels to be exported')
-    if classifier_lib.num_outputs(head) != classifier.num_labels:
-      raise ConvertError(f'the head has {classifier_lib.num_outputs(head)} '
-                         f'outputs but {classifier.num_labels} labels are named')
     tensors.update(classifier_lib.head_tensors(layout, head))
-    config.update(classifier_lib.hf_fields(classifier),
-                  architectures=[names.CLASSIFIER_ARCHITECTURE[layout]])
-    config = dict(sorted(config.items()))
   with fs.atomic_dir(output, overwrite=overwrite, error=ConvertError) as tmp:
     with open(os.path.join(tmp, 'config.json'), 'w') as f:
       json.dump(config, f, indent=2)
