@@ -47,7 +47,10 @@ from benchmarks import table3_models as models_lib  # noqa: E402
 from jaxdistil import cli  # noqa: E402
 
 PROG = 'python benchmarks/table3.py'
-FRAMEWORKS = ('jax', 'torch', 'onnxruntime')
+FRAMEWORKS = ('jax', 'torch', 'onnxruntime', 'onnxruntime_ours',
+              'onnxruntime_int8')
+ORT = ('onnxruntime', 'onnxruntime_ours', 'onnxruntime_int8')
+GOAL_INT8 = 1.5
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 GOAL_SPEEDUP = 1.9
 
@@ -162,7 +165,7 @@ def agreement(models: list[dict], logits: dict) -> dict:
   for m in models:
     name = m['name']
     row = {f'{v}_vs_torch': max_diff(logits, name, v, 'torch')
-           for v in ('jax_float32', 'jax_bfloat16', 'onnxruntime')}
+           for v in ('jax_float32', 'jax_bfloat16') + ORT}
     row['jax_bfloat16_vs_float32'] = max_diff(logits, name, 'jax_bfloat16',
                                               'jax_float32')
     flips = [float(np.mean(logits[k].argmax(-1) != logits[
@@ -193,8 +196,12 @@ def ratios(models: list[dict], runs: dict, batch_sizes) -> dict:
         f'{other}_over_{v}': {
             f'b{b}': r[other][f'b{b}']['total_s'] / r[v][f'b{b}']['total_s']
             for b in batch_sizes}
-        for other in ('onnxruntime', 'torch') if other in r
+        for other in ORT + ('torch',) if other in r
         for v in ('jax_float32', 'jax_bfloat16') if v in r}
+    if 'onnxruntime_ours' in r and 'onnxruntime_int8' in r:
+      versus[m['name']]['int8_speedup_over_float32_ours'] = {
+          f'b{b}': r['onnxruntime_ours'][f'b{b}']['total_s']
+          / r['onnxruntime_int8'][f'b{b}']['total_s'] for b in batch_sizes}
   return {'student_speedup': speedup, 'jax_versus': versus}
 
 
@@ -208,12 +215,20 @@ def goals(r: dict) -> dict:
   vs_ort = {m: {k[len(prefix):]: {'ort_over_jax': x['b1'], 'met': x['b1'] >= 1.0}
                 for k, x in d.items() if k.startswith(prefix) and 'b1' in x}
             for m, d in r['ratios']['jax_versus'].items()}
+  int8 = {m: {'ratio': d['int8_speedup_over_float32_ours'].get('b1'),
+              'met': d['int8_speedup_over_float32_ours'].get('b1', 0.0) >= GOAL_INT8}
+          for m, d in r['ratios']['jax_versus'].items()
+          if 'int8_speedup_over_float32_ours' in d}
   return {'student_at_least_1.9x_its_teacher_b1': speed,
-          'jax_b1_at_or_below_onnxruntime': vs_ort}
+          'jax_b1_at_or_below_onnxruntime': vs_ort,
+          'int8_at_least_1.5x_float32_onnxruntime_b1': int8}
 
 
 VARIANTS = (('jax_float32', 'jaxdistil f32'), ('jax_bfloat16', 'jaxdistil bf16'),
-            ('torch', 'PyTorch eager'), ('onnxruntime', 'ONNX Runtime'))
+            ('torch', 'PyTorch eager'),
+            ('onnxruntime', 'ONNX Runtime (torch.onnx.export)'),
+            ('onnxruntime_ours', 'ONNX Runtime (our export)'),
+            ('onnxruntime_int8', 'ONNX Runtime int8 (our export)'))
 
 
 def markdown(r: dict) -> str:
@@ -251,20 +266,26 @@ def markdown(r: dict) -> str:
         out.append(f"| {pair} | {label} | {vs[v].get(b1, float('nan')):.2f}x | "
                    f"{vs[v].get(b32, float('nan')):.2f}x |")
   out += ['', f'| model | ORT / jaxdistil f32 b1 | torch / jaxdistil f32 b1 | '
-          f'ORT / jaxdistil f32 {b32} | ORT / jaxdistil bf16 b1 |',
-          '|---|---|---|---|---|']
+          f'ORT / jaxdistil f32 {b32} | ORT / jaxdistil bf16 b1 | '
+          f'our ORT / jaxdistil f32 b1 | int8 speed-up over our f32 ORT b1 |',
+          '|---|---|---|---|---|---|---|']
   for name, d in r['ratios']['jax_versus'].items():
     g = lambda k, b: d.get(k, {}).get(b, float('nan'))
     out.append(f"| {name} | {g('onnxruntime_over_jax_float32', b1):.2f} | "
                f"{g('torch_over_jax_float32', b1):.2f} | "
                f"{g('onnxruntime_over_jax_float32', b32):.2f} | "
-               f"{g('onnxruntime_over_jax_bfloat16', b1):.2f} |")
+               f"{g('onnxruntime_over_jax_bfloat16', b1):.2f} | "
+               f"{g('onnxruntime_ours_over_jax_float32', b1):.2f} | "
+               f"{g('int8_speedup_over_float32_ours', b1):.2f}x |")
   out += ['', '| model | max logit | jax f32 vs torch | ORT vs torch | '
-          'bf16 vs f32 | bf16 label changes |', '|---|---|---|---|---|---|']
+          'our ORT vs torch | int8 vs torch | bf16 vs f32 | bf16 label changes |',
+          '|---|---|---|---|---|---|---|---|']
   for name, a in r['agreement'].items():
     f = lambda x: 'n/a' if x is None else f'{x:.1e}'
     out.append(f"| {name} | {a['max_abs_logit']:.2f} | "
                f"{f(a['jax_float32_vs_torch'])} | {f(a['onnxruntime_vs_torch'])} "
+               f"| {f(a.get('onnxruntime_ours_vs_torch'))} | "
+               f"{f(a.get('onnxruntime_int8_vs_torch'))} "
                f"| {f(a['jax_bfloat16_vs_float32'])} | "
                f"{a['bfloat16_label_changes'] if a['bfloat16_label_changes'] is not None else 'n/a'} |")
   rate = r['machine'].get('matmul_rate', {})
@@ -297,6 +318,8 @@ def run(args) -> dict:
   models = models_lib.write_folders(workdir, args.tiny, args.minilm, args.vocab)
   for m in models:
     m['onnx'] = models_lib.export_onnx(m, args.threads)
+    m['onnx_ours'] = models_lib.export_ours(m)
+    m['onnx_int8'] = models_lib.export_ours(m, 'int8')
   data = encode_inputs(models, args.data_dir, args.max_len, args.max_examples,
                        workdir)
   batch_sizes = [int(b) for b in args.batch_sizes]
@@ -340,7 +363,7 @@ def run(args) -> dict:
        'batch_sizes': batch_sizes, 'threads': args.threads,
        'padding': {'jax': f'length buckets {buckets(args)}',
                    'torch': 'each batch to its longest row',
-                   'onnxruntime': 'each batch to its longest row'},
+                   'onnxruntime': 'each batch to its longest row (all three)'},
        'machine': {'cpu': inference_bench.cpu_info(), 'load_average': load,
                    'matmul_rate': jax_report.get('matmul_rate', {}),
                    'versions': {'jax': jax_report.get('jax_version'),

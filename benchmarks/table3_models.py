@@ -148,3 +148,17 @@ def export_onnx(model: dict, threads: int = 2) -> str:
                       dynamic_shapes={n: {0: batch, 1: seq} for n in names})
   os.replace(tmp, path)
   return path
+
+
+def export_ours(model: dict, quantize: str | None = None) -> str:
+  """`model['folder']` as ONNX by our own export (`convert export
+  --format=onnx`, float32 or int8), reused when present."""
+  from jaxdistil.convert import load_model
+  from jaxdistil.convert.onnx_out import MODEL, export_onnx
+  out = os.path.join(model['folder'], f'onnx_{quantize or "float32"}')
+  if not os.path.isfile(os.path.join(out, MODEL)):
+    m = load_model(model['folder'])
+    export_onnx(m.config, m.params, out, head=m.head, classifier=m.classifier,
+                tokenizer_dir=m.tokenizer_dir, quantize=quantize, overwrite=True,
+                source=model['folder'])
+  return os.path.join(out, MODEL)

@@ -15,8 +15,10 @@ Every framework gets the same rows in the same order, `batch_size` at a time:
   bucket); every bucket compiled, then run once untimed.
 - `torch`: `AutoModelForSequenceClassification` (eager, its default SDPA
   attention) under `torch.inference_mode()`, float32.
-- `onnxruntime`: the exported ONNX file, `CPUExecutionProvider`, graph
-  optimisations at their default (all).
+- `onnxruntime`: the ONNX file from `torch.onnx.export`,
+  `CPUExecutionProvider`, graph optimisations at their default (all);
+  `onnxruntime_ours` and `onnxruntime_int8` the same on our own export
+  (`convert export --format=onnx`, float32 and `--quantize=int8`).
 
 torch and ONNX Runtime get each batch cut to its longest row (batch 1: no
 padding at all), after `warmup` untimed batches. A batch's time runs from the
@@ -81,18 +83,22 @@ def torch_runs(model: dict, arrays: dict, spec: dict) -> dict:
   return out
 
 
-def ort_runs(model: dict, arrays: dict, spec: dict) -> dict:
+def ort_runs(model: dict, arrays: dict, spec: dict,
+             variant: str = 'onnxruntime') -> dict:
+  """ONNX Runtime on the model's ONNX file of `variant`: `onnxruntime` (from
+  `torch.onnx.export`), `onnxruntime_ours` or `onnxruntime_int8` (our own
+  export, float32 or int8)."""
   import onnxruntime as ort
   options = ort.SessionOptions()
   options.intra_op_num_threads = spec['threads']
   options.inter_op_num_threads = 1
-  session = ort.InferenceSession(model['onnx'], options,
+  session = ort.InferenceSession(model[ONNX_FILES[variant]], options,
                                  providers=['CPUExecutionProvider'])
   names = [i.name for i in session.get_inputs()]
-  out = {'onnxruntime': {'version': ort.__version__}}
+  out = {variant: {'version': ort.__version__}}
   run = lambda batch: session.run(['logits'], batch)[0]
   for bs in spec['batch_sizes']:
-    out['onnxruntime'][bs] = timed(run, cut_batches(arrays[bs], bs, names),
+    out[variant][bs] = timed(run, cut_batches(arrays[bs], bs, names),
                                    spec['warmup'])
   return out
 
@@ -161,7 +167,11 @@ def profile(compiled: dict, params, head, items: list) -> dict:
           'top_ops': r['top_ops']}
 
 
-RUNNERS = {'torch': torch_runs, 'onnxruntime': ort_runs, 'jax': jax_runs}
+ONNX_FILES = {'onnxruntime': 'onnx', 'onnxruntime_ours': 'onnx_ours',
+              'onnxruntime_int8': 'onnx_int8'}
+RUNNERS = {'torch': torch_runs, 'onnxruntime': ort_runs, 'jax': jax_runs,
+           'onnxruntime_ours': lambda m, a, s: ort_runs(m, a, s, 'onnxruntime_ours'),
+           'onnxruntime_int8': lambda m, a, s: ort_runs(m, a, s, 'onnxruntime_int8')}
 
 
 def summary(times: list[float]) -> dict:
