@@ -40,9 +40,28 @@ __all__ = ['Batch', 'bucket_lengths', 'prepare', 'forward', 'plan',
            'host_batch', 'compile_buckets', 'predict']
 
 
+def fused_qkv_params(params: dict, num_layers: int) -> dict:
+  """`params` with each layer's query, key and value projections as one
+  `qkv` ([embed, 3, heads, kv] kernel, [3, heads, kv] bias), for a config
+  with `fused_qkv`. Concatenated once, here, not in every call."""
+  encoder = dict(params['encoder'])
+  for i in range(num_layers):
+    layer = dict(encoder[f'layer_{i}'])
+    attention = dict(layer['attention'])
+    s = attention['self']
+    attention['self'] = {'qkv': {
+        'kernel': jnp.stack([s[n]['kernel'] for n in ('query', 'key', 'value')], 1),
+        'bias': jnp.stack([s[n]['bias'] for n in ('query', 'key', 'value')], 0)}}
+    layer['attention'] = attention
+    encoder[f'layer_{i}'] = layer
+  return {**params, 'encoder': encoder}
+
+
 def prepare(cfg: bert.BertConfig, params: dict, head: dict | None,
-            dtype: str = 'float32', attention: str = 'auto'):
+            dtype: str = 'float32', attention: str = 'auto',
+            fuse_qkv: bool = True):
   """(config, encoder params, head) ready for `forward`: no dropout, no remat,
+  one fused QKV projection a layer (`fuse_qkv`; `fused_qkv_params`),
   the compute `dtype`, the attention kernel `attention` resolved for this
   backend ('auto': cuDNN on a GPU in bfloat16, else XLA). The pooler, when
   the params hold one and the head does not, is dropped (unused)."""
@@ -51,9 +70,11 @@ def prepare(cfg: bert.BertConfig, params: dict, head: dict | None,
   kernel, _ = attention_lib.resolve(attention, head_dim=cfg.head_dim,
                                     dtype=dtype, dropout=0.0)
   cfg = cfg.replace(dtype=dtype, hidden_dropout=0.0, attention_dropout=0.0,
-                    attention=kernel, remat='none')
+                    attention=kernel, remat='none', fused_qkv=fuse_qkv)
   encoder, rest, _ = heads.split_encoder_params(cfg, params)
   params = {**encoder, **rest}
+  if fuse_qkv:
+    params = fused_qkv_params(params, cfg.num_layers)
   if dtype != 'float32':
     params = jax.tree.map(
         lambda x: x.astype(dtype) if x.ndim >= 2 and jnp.issubdtype(

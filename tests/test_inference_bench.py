@@ -45,6 +45,29 @@ def test_bucketed_outputs_equal_full_length_ones_in_order(layout):
   assert want.shape == (11, 32 if layout == 'none' else 3)
 
 
+@pytest.mark.parametrize('types', [2, 0])
+def test_one_fused_qkv_projection_computes_the_three(types):
+  cfg = tiny(type_vocab_size=types)
+  params = bert.init(cfg, jax.random.key(0))
+  params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(
+      jax.random.key(3), x.shape), params)            # biases not zero
+  head = jax.tree.map(lambda x: x + 0.5 * jax.random.normal(
+      jax.random.key(4), x.shape), heads.init_head(cfg, 3, jax.random.key(1)))
+  arrays = synthetic.glue_like_pairs(7, cfg.vocab_size, 32, seed=3)
+  fused = inference.prepare(cfg, params, head, 'float32', 'xla')
+  plain = inference.prepare(cfg, params, head, 'float32', 'xla', fuse_qkv=False)
+  qkv = fused[1]['encoder']['layer_1']['attention']['self']
+  assert set(qkv) == {'qkv'} and qkv['qkv']['kernel'].shape == (32, 3, 4, 8)
+  assert 'query' in plain[1]['encoder']['layer_1']['attention']['self']
+  np.testing.assert_array_equal(
+      qkv['qkv']['bias'][2],
+      params['encoder']['layer_1']['attention']['self']['value']['bias'])
+  got = inference.predict(*fused, arrays, 4, inference.bucket_lengths(32))
+  want = inference.predict(*plain, arrays, 4, inference.bucket_lengths(32))
+  assert np.abs(want).max() > 0.1
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
 def test_plan_keeps_file_order_and_pads_each_batch_to_its_bucket():
   lengths = np.array([5, 30, 9, 9, 17, 3, 12])
   plan = inference.plan(lengths, 3, (8, 12, 16, 24, 32))
@@ -63,7 +86,7 @@ def test_bfloat16_casts_matrices_only_and_stays_near_float32():
   head = heads.init_head(cfg, 2, jax.random.key(1))
   arrays = synthetic.glue_like_pairs(6, cfg.vocab_size, 32, seed=2)
   c16, p16, h16 = inference.prepare(cfg, params, head, 'bfloat16', 'xla')
-  kernel = p16['encoder']['layer_0']['attention']['self']['query']['kernel']
+  kernel = p16['encoder']['layer_0']['attention']['self']['qkv']['kernel']
   assert kernel.dtype == jnp.bfloat16 and c16.dtype == 'bfloat16'
   assert p16['embeddings']['LayerNorm']['scale'].dtype == jnp.float32
   c32, p32, h32 = inference.prepare(cfg, params, head, 'float32', 'xla')

@@ -150,9 +150,14 @@ class SelfAttention(nn.Module):
     heads = (cfg.num_heads, cfg.head_dim)
     qkv_axes = (('embed', 'heads', 'kv'), ('heads', 'kv'))
     act = ('act_batch', 'act_length', 'act_heads', None)
-    q = constrain(_dense(cfg, heads, *qkv_axes, name='query')(x), *act)
-    k = constrain(_dense(cfg, heads, *qkv_axes, name='key')(x), *act)
-    v = constrain(_dense(cfg, heads, *qkv_axes, name='value')(x), *act)
+    if cfg.fused_qkv:
+      qkv = _dense(cfg, (3,) + heads, ('embed', None, 'heads', 'kv'),
+                   (None, 'heads', 'kv'), name='qkv')(x)
+      q, k, v = (constrain(qkv[:, :, i], *act) for i in range(3))
+    else:
+      q = constrain(_dense(cfg, heads, *qkv_axes, name='query')(x), *act)
+      k = constrain(_dense(cfg, heads, *qkv_axes, name='key')(x), *act)
+      v = constrain(_dense(cfg, heads, *qkv_axes, name='value')(x), *act)
     q = q * jnp.asarray(cfg.head_dim ** -0.5, q.dtype)
     if cfg.attention == 'splash':
       return attention_lib.splash(q, k, v, mask.segments, cfg.pallas_interpret)

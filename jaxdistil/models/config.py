@@ -51,6 +51,11 @@ class BertConfig:
   # (the matmul outputs; the rest is recomputed) or 'full' (only the layer's
   # input: the whole layer is recomputed).
   remat: str = 'none'
+  # One [embed, 3, heads, kv] projection `qkv` per layer in place of `query`,
+  # `key` and `value` (one matmul where three would run): what inference
+  # runs (`inference.prepare` concatenates the kernels once). Checkpoints and
+  # training keep the three, under their HF names.
+  fused_qkv: bool = False
 
   @property
   def head_dim(self) -> int:
