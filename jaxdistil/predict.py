@@ -26,8 +26,8 @@ with the same inputs and outputs; in float32 its scores equal the XLA path's
 
 The input is streamed: `--chunk_size` records are read, predicted and written
 at a time. Within a chunk, consecutive records make batches, each padded to
-its length bucket (`inference`), and every bucket is compiled once for the
-whole run. A batch is split over all local devices (a 1-D mesh; every TPU chip
+its length bucket (`inference.serving_buckets`: the next multiple of 8
+tokens), and every bucket is compiled once for the whole run, on first use. A batch is split over all local devices (a 1-D mesh; every TPU chip
 of a host), so `--batch_size` is rounded up to a multiple of their count and
 a short batch is padded. The output file appears only when complete; one that
 exists is kept unless `--overwrite`. Bad input (a malformed line, a missing
@@ -109,7 +109,7 @@ class Classifier:
                                                dtype)
     self.params, self.head = jax.device_put(
         (params, head), NamedSharding(self.mesh, P()))
-    self.buckets = inference.bucket_lengths(self.max_len)
+    self.buckets = inference.serving_buckets(self.max_len)
     self.compiled: dict = {}
     info = loaded.classifier
     self.labels = (list(info.labels) if info is not None else
