@@ -8,7 +8,7 @@ float32 logits. Without a head it returns the first token's state [B, H]
 its output is unused, and XLA drops it under jit.
 
 Batches hold consecutive rows (`plan`), in file order, each padded only to the
-smallest bucket (`glue.finetune.bucket_lengths`) that holds its longest row;
+smallest bucket (`glue.batching.bucket_lengths`) that holds its longest row;
 a short last batch is filled with copies of its first row, so every batch of a
 bucket is one shape, compiled once (`compile_buckets`). Padding is masked, so
 the logits equal those of full-length rows (the test holds them to 1e-5).

@@ -57,33 +57,49 @@ class LossConfig:
     return any(self.weight(t) for t in ('ce', 'cos', 'mse'))
 
 
-def _masked_sum(per_token, weights) -> SumCount:
-  # Select rather than multiply: a non-finite value at a padding position must
-  # not turn the sum into NaN (0 * inf is NaN).
+def masked_sum(values, weights) -> SumCount:
+  """(sum of values * weights over entries of weight > 0, sum of weights).
+
+  A select rather than a product: a non-finite value at a padding position
+  (weight 0) must not turn the sum into NaN (0 * inf is NaN)."""
   weights = weights.astype(jnp.float32)
-  return (jnp.sum(jnp.where(weights > 0, per_token * weights, 0.0)),
+  return (jnp.sum(jnp.where(weights > 0, values * weights, 0.0)),
           jnp.sum(weights))
+
+
+def kl_at_temperature(student_logits, teacher_logits,
+                      temperature: float) -> jax.Array:
+  """KL(softmax(t/T) || softmax(s/T)) over the last axis: one value per row
+  (per token). The teacher gets no gradient, and a class of teacher
+  probability 0 adds nothing (not 0 * -inf)."""
+  t = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
+  log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature)
+  log_pt = jax.nn.log_softmax(t / temperature)
+  pt = jnp.exp(log_pt)
+  return jnp.sum(jnp.where(pt > 0, pt * (log_pt - log_ps), 0.0), axis=-1)
+
+
+def cross_entropy(logits, labels) -> jax.Array:
+  """-log softmax(logits)[label] over the last axis, in float32: one value
+  per row (per token). Labels outside the classes (HF's -100 at unselected
+  positions) would gather NaN; they are clipped in range, so mask such rows."""
+  logits = logits.astype(jnp.float32)
+  labels = jnp.clip(labels.astype(jnp.int32), 0, logits.shape[-1] - 1)
+  true = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
+  return jax.nn.logsumexp(logits, axis=-1) - true
 
 
 def soft_cross_entropy(student_logits, teacher_logits, weights,
                        temperature: float) -> SumCount:
   """Sum over weighted tokens of T^2 * KL(softmax(t/T) || softmax(s/T))."""
-  log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature)
-  log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature)
-  kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
-  total, count = _masked_sum(kl, weights)
+  kl = kl_at_temperature(student_logits, teacher_logits, temperature)
+  total, count = masked_sum(kl, weights)
   return total * temperature ** 2, count
 
 
 def masked_lm(student_logits, labels, mlm_mask) -> SumCount:
   """Sum over selected positions of -log p_student(true token)."""
-  logits = student_logits.astype(jnp.float32)
-  # Labels outside the vocabulary (HF's -100 at unselected positions) would
-  # gather NaN; they are never selected, so any in-range index will do.
-  labels = jnp.clip(labels, 0, logits.shape[-1] - 1)
-  true = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-  nll = jax.nn.logsumexp(logits, axis=-1) - true
-  return _masked_sum(nll, mlm_mask)
+  return masked_sum(cross_entropy(student_logits, labels), mlm_mask)
 
 
 def cosine(student_hidden, teacher_hidden, weights, eps: float = 1e-8) -> SumCount:
@@ -92,13 +108,13 @@ def cosine(student_hidden, teacher_hidden, weights, eps: float = 1e-8) -> SumCou
   t = teacher_hidden.astype(jnp.float32)
   dot = jnp.sum(s * t, axis=-1)
   norms = jnp.sqrt(jnp.sum(s * s, axis=-1) * jnp.sum(t * t, axis=-1))
-  return _masked_sum(1.0 - dot / jnp.maximum(norms, eps), weights)
+  return masked_sum(1.0 - dot / jnp.maximum(norms, eps), weights)
 
 
 def mse_logits(student_logits, teacher_logits, weights) -> SumCount:
   """Sum over weighted tokens of sum_vocab (s - t)^2."""
   diff = student_logits.astype(jnp.float32) - teacher_logits.astype(jnp.float32)
-  return _masked_sum(jnp.sum(diff * diff, axis=-1), weights)
+  return masked_sum(jnp.sum(diff * diff, axis=-1), weights)
 
 
 def _where_weighted(weights, values):
@@ -113,7 +129,7 @@ def _vocab_forward(s, t, labels, w, temperature):
   labels = jnp.clip(labels, 0, s.shape[-1] - 1)
   lse = jax.nn.logsumexp(s, axis=-1)
   true = jnp.take_along_axis(s, labels[..., None], axis=-1)[..., 0]
-  sums = {'mlm': _masked_sum(lse - true, w['mlm'])[0]}
+  sums = {'mlm': masked_sum(lse - true, w['mlm'])[0]}
   kept = {'lse': lse}
   if t is not None:
     t = t.astype(jnp.float32)
@@ -123,9 +139,9 @@ def _vocab_forward(s, t, labels, w, temperature):
     log_pt = jax.nn.log_softmax(t_t, axis=-1)
     pt = jnp.exp(log_pt)
     kl = jnp.sum(pt * (log_pt - log_ps), axis=-1)
-    sums['ce'] = _masked_sum(kl, w['ce'])[0] * temperature ** 2
+    sums['ce'] = masked_sum(kl, w['ce'])[0] * temperature ** 2
     diff = s - t
-    sums['mse'] = _masked_sum(jnp.sum(diff * diff, axis=-1), w['mse'])[0]
+    sums['mse'] = masked_sum(jnp.sum(diff * diff, axis=-1), w['mse'])[0]
     kept.update(lse_s=lse_s, pt=pt)
   return sums, kept
 

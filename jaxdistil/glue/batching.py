@@ -5,9 +5,10 @@ Batches are cut to length buckets (`bucket_lengths`): each example is padded
 only to the smallest of a few fixed lengths that holds it, so each bucket is
 one compiled shape. A training epoch shuffles, groups the examples by bucket,
 cuts each group into batches and shuffles the batches (`epoch_batches`); dev
-sets are sorted by length (`eval_plan`). `_batch` gathers a batch's rows,
-padding a short one with zero-weight copies; only the token arrays are cut to
-the batch's length (per-example arrays such as a teacher's logits are not).
+sets are sorted by length (`eval_plan`). `padded_rows` gathers a batch's
+rows, padding a short one with zero-weight copies; only the token arrays are
+cut to the batch's length (per-example arrays such as a teacher's logits are
+not).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from jaxdistil.glue.tasks import GlueError
 # The arrays that are [rows, tokens] and so are cut to a batch's length.
 TOKEN_KEYS = ('input_ids', 'attention_mask', 'token_type_ids')
 
-def _batch(arrays: dict, index: np.ndarray, size: int,
-           length: int | None = None) -> dict:
+
+def padded_rows(arrays: dict, index: np.ndarray, size: int,
+                length: int | None = None) -> dict:
   """Rows `index` padded to `size` with zero-weight copies of row index[0],
   the token arrays cut to their first `length` columns (all when None)."""
   real = len(index)

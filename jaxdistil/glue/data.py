@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from jaxdistil.glue.tasks import GlueError, Task
+from jaxdistil.models.config import ROBERTA_FAMILIES
 
 TRAIN = 'train'
 
@@ -304,6 +305,12 @@ def _wordpieces(tokenizer, texts: list[str]) -> list[list[int]]:
 STYLES = ('bert', 'roberta')
 
 
+def style_of(family: str) -> str:
+  """The `encode` style of a model of `family`: 'roberta' for RoBERTa's
+  (`<s> a </s></s> b </s>`), else 'bert'."""
+  return 'roberta' if family in ROBERTA_FAMILIES else 'bert'
+
+
 def encode(examples: Examples, tokenizer, max_len: int = 128,
            style: str = 'bert') -> dict:
   """Fixed-length arrays, padded: `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`
@@ -352,3 +359,25 @@ def lengths(encoded: dict) -> np.ndarray:
   Rows are left-aligned, so `input_ids[:, :L]` holds every real token of a
   row whose length is at most L: a batch can be cut to any such L."""
   return encoded['attention_mask'].sum(axis=1).astype(np.int64)
+
+
+def encode_dev(task: Task, data_dir, tokenizer, max_len: int, source: str,
+               style: str) -> dict:
+  """Each dev split of `task`, encoded: {split name: arrays}. An empty one is
+  refused."""
+  out = {}
+  for d in task.dev:
+    dev = read_split(task, d.name, data_dir, source)
+    if len(dev) == 0:
+      raise GlueError(f'{dev.origin}: no dev examples')
+    out[d.name] = encode(dev, tokenizer, max_len, style)
+  return out
+
+
+def check_vocab(encoded: Iterable[dict], vocab_size: int) -> None:
+  """One-line `GlueError` when the encoded arrays hold a token id the model
+  has no embedding for (tokenizer and model do not match)."""
+  top = max(int(e['input_ids'].max()) for e in encoded)
+  if top >= vocab_size:
+    raise GlueError(f'the tokenizer gives token id {top} but the model has '
+                    f'{vocab_size} embeddings: tokenizer and model do not match')

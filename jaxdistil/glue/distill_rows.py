@@ -61,8 +61,8 @@ def with_teacher(task: Task, task_data, teacher, transfer, tokenizer,
     transfer = transfer.examples
     if len(transfer) == 0:
       raise GlueError('the transfer set is empty: make it again, or drop it')
-    style = 'roberta' if bert_cfg.family in bert.ROBERTA_FAMILIES else 'bert'
-    extra = glue_data.encode(transfer, tokenizer, cfg.max_len, style)
+    extra = glue_data.encode(transfer, tokenizer, cfg.max_len,
+                             glue_data.style_of(bert_cfg.family))
     if teacher is not None and not online:
       t = np.asarray(teacher(transfer, 'transfer'), np.float32)
       extra['teacher_logits'] = t[:, list(found.order)] if found.order else t

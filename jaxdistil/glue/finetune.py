@@ -31,21 +31,22 @@ Only dev sets are evaluated. With several seeds, each seed re-initialises the
 head, reshuffles and re-draws dropout; the result reports every seed and the
 median (the paper's Table 1 gives the median of 5 runs).
 
-This module is the per-task driver (data, seeds, the training loop). The
+This module is the per-task driver (data, seeds, the loop over seeds). The
 pieces it drives live beside it: `glue.config` (`FinetuneConfig`),
-`glue.batching` (the batch plans), `glue.step` (the jitted step and
-prediction), `glue.heads`, `glue.kd` (the distillation losses) and
-`glue.seeds` (medians and top-ups); each is re-exported here.
+`glue.batching` (the batch plans), `glue.step` (the jitted step, `fit` and
+prediction), `glue.stage1` (TinyBERT's intermediate stage), `glue.heads`,
+`glue.kd` (the distillation losses) and `glue.seeds` (medians and top-ups).
+The names the tests reach as `finetune.X` are re-exported here; other
+modules import each from its home.
 
-Over 300 lines on purpose: the training loop, its checkpoints and the
-intermediate stage share one seed's state, which `finetune_seeds` holds.
+Over 300 lines on purpose: a task's data, the setup its seeds share
+(`_Setup`), their checkpoints and their results are one task's run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -54,21 +55,21 @@ from jaxdistil import sharding
 from jaxdistil.glue import data as glue_data
 from jaxdistil.glue import heads, kd
 from jaxdistil.glue import metrics as glue_metrics
-# Re-exported: the batch plan, the config, the step and the seeds' bookkeeping
-# (callers and tests reach them as `finetune.X`).
+# Also re-exported for the tests, which reach them as `finetune.X`:
+# `_batch` and `_mesh` are the old names of `batching.padded_rows` and
+# `step.mesh_of`.
 from jaxdistil.glue.batching import (  # noqa: F401
-    Batch, _batch, bucket_lengths, bucket_of, epoch_batches, eval_padding_fraction,
-    eval_plan, padding_fraction, steps_per_epoch, token_counts, total_steps,
+    bucket_lengths, bucket_of, eval_padding_fraction, eval_plan,
+    padded_rows as _batch, padding_fraction, steps_per_epoch, total_steps,
     train_indexes, train_plan)
-from jaxdistil.glue.config import FinetuneConfig  # noqa: F401
+from jaxdistil.glue.config import FinetuneConfig
 from jaxdistil.glue.distill_rows import with_teacher
-from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize  # noqa: F401
+from jaxdistil.glue.seeds import median_seed, stored_seeds, summarize
 from jaxdistil.glue.step import (  # noqa: F401
-    Compiled, _gather, _host_rows, _mesh, _round_up, check_settings,
-    compile_steps,
-    evaluate, forward, loss_fn, param_shardings, predict_logits, predict_step,
+    Compiled, check_settings, compile_steps, eval_batch_size, evaluate, fit,
+    forward, loss_fn, mesh_of, mesh_of as _mesh, predict_logits, predict_step,
     train_step)
-from jaxdistil.glue.stage1 import compile_intermediate, intermediate_params
+from jaxdistil.glue.stage1 import compile_intermediate, intermediate_stage
 from jaxdistil.glue.tasks import GlueError, Task, get as get_task
 from jaxdistil.models import bert
 
@@ -89,63 +90,140 @@ def load_task_data(task: Task, data_dir, tokenizer, cfg: FinetuneConfig,
                    family: str = 'bert') -> TaskData:
   """The task's train (capped at `max_train_examples`) and dev splits, encoded
   for a model of `family` (RoBERTa's pairs: `<s> a </s></s> b </s>`)."""
-  style = 'roberta' if family in bert.ROBERTA_FAMILIES else 'bert'
+  style = glue_data.style_of(family)
   train = glue_data.read_split(task, glue_data.TRAIN, data_dir, source)
   skipped = train.skipped
   train = glue_data.subsample(train, cfg.max_train_examples, seed)
   if len(train) == 0:
     raise GlueError(f'{train.origin}: no training examples')
-  encoded = {glue_data.TRAIN: glue_data.encode(train, tokenizer, cfg.max_len,
-                                                     style)}
-  for d in task.dev:
-    dev = glue_data.read_split(task, d.name, data_dir, source)
-    if len(dev) == 0:
-      raise GlueError(f'{dev.origin}: no dev examples')
-    encoded[d.name] = glue_data.encode(dev, tokenizer, cfg.max_len, style)
-  top = max(int(e['input_ids'].max()) for e in encoded.values())
-  if top >= vocab_size:
-    raise GlueError(f'the tokenizer gives token id {top} but the model has '
-                    f'{vocab_size} embeddings: tokenizer and model do not match')
-  train_arrays = encoded.pop(glue_data.TRAIN)
-  return TaskData(train_arrays, encoded, skipped, train)
+  train_arrays = glue_data.encode(train, tokenizer, cfg.max_len, style)
+  dev = glue_data.encode_dev(task, data_dir, tokenizer, cfg.max_len, source,
+                             style)
+  glue_data.check_vocab([train_arrays, *dev.values()], vocab_size)
+  return TaskData(train_arrays, dev, skipped, train)
 
 
-def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
-        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar,
-        start: int = 0, on_step=None, times: list | None = None):
-  """`steps` train steps over `arrays` in the batches of `train_plan` (one
-  shape, so one compile, per bucket); the final params and last loss. A
-  resumed run starts at step `start` (the plan's earlier batches skipped);
-  `on_step(step, params, opt_state)` runs after each step (checkpoints);
-  `times` gets each step's wall seconds (compiles included)."""
-  lengths = glue_data.lengths(arrays)
+class _Setup(NamedTuple):
+  """What every seed of a task shares: the mesh, the compiled steps and the
+  encoder they start from, and the task's plan."""
+  mesh: object
+  compiled: Compiled
+  stage1: Compiled | None        # TinyBERT's stage 1, when asked for
+  rest: dict                     # untrained params, on the mesh
+  encoder: dict                  # the starting encoder, on the host
+  new_head: Callable             # key -> a fresh head
+  template: dict                 # the params tree, as shapes
+  steps: int
+  eval_batch: int
+  buckets: tuple
+  train_lengths: np.ndarray
+  eval_padding: float
+
+
+def _setup(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
+           task_data: TaskData, cfg: FinetuneConfig, online) -> _Setup:
+  """The mesh, the compiled steps (and stage 1) and the plan of a task."""
+  mesh = mesh_of(cfg)
+  check_settings(bert_cfg, cfg, mesh)
+  eval_batch = eval_batch_size(cfg, mesh)
+  encoder, rest, pooler = heads.split_encoder_params(bert_cfg,
+                                               jax.device_get(encoder_params))
   buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
-  rows = _host_rows(cfg.batch_size)
-  # On CPU, one step at a time: XLA's CPU collectives can deadlock when many
-  # steps queue up on fake devices that share a small thread pool.
-  sync = jax.default_backend() == 'cpu'
-  loss = None
-  with sharding.constraints(mesh):
-    plan = train_plan(lengths, cfg.batch_size, steps, seed, buckets)
-    for step, batch in enumerate(plan):
-      if step < start:
-        continue
-      t0 = time.perf_counter()
-      host = _batch(arrays, batch.index, cfg.batch_size, batch.length)
-      host = {k: v[rows] for k, v in host.items()}
-      params, opt_state, loss = compiled.train_step(
-          params, opt_state, rest, sharding.global_batch(host, mesh), key,
-          np.int32(step))
-      if sync:
-        loss.block_until_ready()
-      if times is not None:
-        times.append(time.perf_counter() - t0)
-      bar.update(1)
-      if step % 50 == 0 or step == steps - 1:
-        bar.set_postfix(loss=f'{float(loss):.4f}')
-      if on_step is not None:
-        on_step(step + 1, params, opt_state)
-  return params, (float('nan') if loss is None else float(loss))
+  train_lengths = glue_data.lengths(task_data.train)
+  steps = total_steps(train_lengths, cfg)
+  new_head = lambda key: heads.init_head(bert_cfg, task.num_outputs, key, pooler)
+  template = {'encoder': encoder,
+              'head': jax.eval_shape(new_head, jax.random.key(0))}
+  if online is not None:
+    rest = dict(rest, teacher={'params': jax.device_get(online[1]),
+                               'rest': jax.device_get(online[2])})
+  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh,
+                           teacher_cfg=online[0] if online is not None else None)
+  stage1 = None
+  if cfg.kd_intermediate_steps:
+    if online is None:
+      raise GlueError('the intermediate stage matches the teacher\'s hidden '
+                      'states inside the step: give --kd_online too')
+    stage1 = compile_intermediate(bert_cfg, online[0], cfg, template, rest,
+                                  cfg.kd_intermediate_steps, mesh)
+  return _Setup(mesh, compiled, stage1, jax.device_put(rest, compiled.rest),
+                encoder, new_head, template, steps, eval_batch, buckets,
+                train_lengths,
+                eval_padding_fraction(task_data.dev, eval_batch, buckets))
+
+
+def _resume(run, seed: int, setup: _Setup, params, opt_state,
+            checkpoint_every: int):
+  """(params, opt_state, first step, on_step) of a seed of `run`: from its
+  last checkpoint when it was cut off; `on_step` writes one every
+  `checkpoint_every` steps (None when 0)."""
+  start = 0
+  resumed = run.checkpoint(seed, jax.device_get(params),
+                           jax.device_get(opt_state))
+  if resumed is not None:
+    host_params, host_opt, start = resumed
+    params = jax.device_put(host_params, setup.compiled.params)
+    opt_state = jax.device_put(host_opt, jax.tree.map(
+        lambda x: x.sharding, opt_state))
+
+  def on_step(step, p, o):
+    if step % checkpoint_every == 0 and step < setup.steps:
+      run.save_checkpoint(seed, p, o, step)
+  return params, opt_state, start, (on_step if checkpoint_every else None)
+
+
+def _train_seed(setup: _Setup, task: Task, models: tuple, task_data: TaskData,
+                cfg: FinetuneConfig, seed: int, progress: bool, run,
+                checkpoint_every: int):
+  """(the seed's dev result, its fine-tuned params): a fresh head, stage 1
+  when asked for, `fit`, the dev metrics. `models`: (student config, the
+  online teacher's config or None)."""
+  from tqdm.auto import tqdm
+  s = setup
+  key_head, key_dropout = jax.random.split(jax.random.key(seed))
+  # Fresh buffers from host copies: the train step donates them.
+  params = jax.device_put({'encoder': s.encoder,
+                           'head': jax.device_get(s.new_head(key_head))},
+                          s.compiled.params)
+  opt_state = s.compiled.init_opt(params)
+  start, on_step = 0, None
+  if run is not None:
+    params, opt_state, start, on_step = _resume(run, seed, s, params,
+                                                opt_state, checkpoint_every)
+  if s.stage1 is not None and start == 0:
+    params = intermediate_stage(s.stage1, params, s.rest, task_data.train, cfg,
+                                jax.random.fold_in(key_dropout, 1), seed,
+                                s.mesh, progress, task.name, models)
+    opt_state = s.compiled.init_opt(params)
+  times = []
+  with tqdm(total=s.steps, initial=start, desc=f'{task.name} seed {seed}',
+            leave=False, disable=not progress, dynamic_ncols=True) as bar:
+    params, loss = fit(s.compiled, params, opt_state, s.rest, task_data.train,
+                       cfg, s.steps, key_dropout, seed, s.mesh, bar,
+                       start=start, on_step=on_step, times=times)
+  with sharding.constraints(s.mesh):
+    dev_metrics = evaluate(
+        task, lambda arrays: predict_logits(s.compiled.predict, params, s.rest,
+                                            arrays, s.eval_batch, s.mesh,
+                                            s.buckets), task_data.dev)
+  train_padding = padding_fraction(
+      s.train_lengths, train_plan(s.train_lengths, cfg.batch_size, s.steps,
+                                  seed, s.buckets), cfg.batch_size)
+  result = {'seed': int(seed), 'metrics': dev_metrics,
+            'score': glue_metrics.task_score(dev_metrics, task.metric_keys()),
+            'final_loss': loss, 'steps': s.steps,
+            'padding_fraction': {'train': train_padding,
+                                 'eval': s.eval_padding}}
+  if run is not None:
+    run.finish(seed, params, result)
+  # Wall time of the steps run in this process (a resumed seed: its last
+  # part) and the median step (compiles fall in each bucket's first step);
+  # kept apart from the result, which does not depend on the machine.
+  result['_timing'] = {'seed': int(seed), 'train_s': float(sum(times)),
+                       'steps_timed': len(times),
+                       'step_s_median': (float(np.median(times)) if times
+                                         else None)}
+  return result, params
 
 
 def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
@@ -164,113 +242,21 @@ def finetune_seeds(task: Task, bert_cfg: bert.BertConfig, encoder_params: dict,
   and a checkpoint is written every `checkpoint_every` steps. `online`
   ((config, {'encoder', 'head'}, rest) of a teacher) computes the teacher's
   logits inside the step."""
-  from tqdm.auto import tqdm
-
-  mesh = _mesh(cfg)
-  check_settings(bert_cfg, cfg, mesh)
-  eval_batch = _round_up(cfg.eval_batch_size, sharding.batch_divisor(mesh))
-  encoder, rest, pooler = heads.split_encoder_params(bert_cfg,
-                                               jax.device_get(encoder_params))
-  buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
-  train_lengths = glue_data.lengths(task_data.train)
-  steps = total_steps(train_lengths, cfg)
-  eval_padding = eval_padding_fraction(task_data.dev, eval_batch, buckets)
-  new_head = lambda key: heads.init_head(bert_cfg, task.num_outputs, key, pooler)
-  template = {'encoder': encoder,
-              'head': jax.eval_shape(new_head, jax.random.key(0))}
-  if online is not None:
-    rest = dict(rest, teacher={'params': jax.device_get(online[1]),
-                               'rest': jax.device_get(online[2])})
-  compiled = compile_steps(task, bert_cfg, cfg, template, rest, steps, mesh,
-                           teacher_cfg=online[0] if online is not None else None)
-  device_rest = jax.device_put(rest, compiled.rest)
-  stage1 = None
-  if cfg.kd_intermediate_steps:
-    if online is None:
-      raise GlueError('the intermediate stage matches the teacher\'s hidden '
-                      'states inside the step: give --kd_online too')
-    stage1 = compile_intermediate(bert_cfg, online[0], cfg, template, rest,
-                                  cfg.kd_intermediate_steps, mesh)
+  setup = _setup(task, bert_cfg, encoder_params, task_data, cfg, online)
+  models = (bert_cfg, online[0] if online is not None else None)
   results = []
   for seed in seeds:
-    if run is not None:
-      done = run.done(seed, template_host(template))
-      if done is not None:
-        result, params = done
-        results.append(dict(result, **({'_params': params} if keep_params
-                                       else {})))
-        continue
-    key_head, key_dropout = jax.random.split(jax.random.key(seed))
-    # Fresh buffers from host copies: the train step donates them.
-    params = jax.device_put({'encoder': encoder,
-                             'head': jax.device_get(new_head(key_head))},
-                            compiled.params)
-    opt_state = compiled.init_opt(params)
-    start, on_step = 0, None
-    if run is not None:
-      resumed = run.checkpoint(seed, jax.device_get(params),
-                               jax.device_get(opt_state))
-      if resumed is not None:
-        host_params, host_opt, start = resumed
-        params = jax.device_put(host_params, compiled.params)
-        opt_state = jax.device_put(host_opt, jax.tree.map(
-            lambda x: x.sharding, opt_state))
-      if checkpoint_every:
-        def on_step(step, p, o, seed=seed):
-          if step % checkpoint_every == 0 and step < steps:
-            run.save_checkpoint(seed, p, o, step)
-    if stage1 is not None and start == 0:
-      params = intermediate_stage(stage1, params, device_rest, task_data.train,
-                                  cfg, jax.random.fold_in(key_dropout, 1), seed,
-                                  mesh, progress, task.name,
-                                  (bert_cfg, online[0]))
-      opt_state = compiled.init_opt(params)
-    with tqdm(total=steps, initial=start, desc=f'{task.name} seed {seed}',
-              leave=False, disable=not progress, dynamic_ncols=True) as bar:
-      times = []
-      params, loss = fit(compiled, params, opt_state, device_rest,
-                           task_data.train, cfg, steps, key_dropout, seed, mesh,
-                           bar, start=start, on_step=on_step, times=times)
-    with sharding.constraints(mesh):
-      dev_metrics = evaluate(task, compiled.predict, params, device_rest,
-                             task_data.dev, eval_batch, mesh, buckets)
-    train_padding = padding_fraction(
-        train_lengths, train_plan(train_lengths, cfg.batch_size, steps, seed,
-                                  buckets), cfg.batch_size)
-    results.append({'seed': int(seed), 'metrics': dev_metrics,
-                    'score': glue_metrics.task_score(dev_metrics,
-                                                     task.metric_keys()),
-                    'final_loss': loss, 'steps': steps,
-                    'padding_fraction': {'train': train_padding,
-                                         'eval': eval_padding}})
-    if run is not None:
-      run.finish(seed, params, results[-1])
-    # Wall time of the steps run in this process (a resumed seed: its last
-    # part) and the median step (compiles fall in each bucket's first step);
-    # kept apart from the result, which does not depend on the machine.
-    results[-1]['_timing'] = {'seed': int(seed), 'train_s': float(sum(times)),
-                              'steps_timed': len(times),
-                              'step_s_median': (float(np.median(times))
-                                                if times else None)}
+    done = (run.done(seed, template_host(setup.template)) if run is not None
+            else None)
+    if done is not None:
+      result, params = done
+    else:
+      result, params = _train_seed(setup, task, models, task_data, cfg, seed,
+                                   progress, run, checkpoint_every)
     if keep_params:
-      results[-1]['_params'] = jax.device_get(params)
+      result = dict(result, _params=jax.device_get(params))
+    results.append(result)
   return results
-
-
-def intermediate_stage(stage1: Compiled, params, rest, arrays, cfg, key, seed,
-                       mesh, progress: bool, name: str, models: tuple):
-  """The encoder after `cfg.kd_intermediate_steps` steps of TinyBERT's
-  stage 1 (the head as it was; a projection to a wider teacher is trained
-  with it, then dropped). `models`: (student config, teacher config)."""
-  from tqdm.auto import tqdm
-  encoder = jax.device_put(
-      intermediate_params(*models, jax.device_get(params['encoder']),
-                          jax.random.fold_in(key, 2)), stage1.params)
-  with tqdm(total=cfg.kd_intermediate_steps, desc=f'{name} seed {seed} stage 1',
-            leave=False, disable=not progress, dynamic_ncols=True) as bar:
-    encoder, _ = fit(stage1, encoder, stage1.init_opt(encoder), rest, arrays, cfg,
-                     cfg.kd_intermediate_steps, key, seed, mesh, bar)
-  return {'encoder': encoder['encoder'], 'head': params['head']}
 
 
 def template_host(template: dict) -> dict:

@@ -35,6 +35,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxdistil import losses
 from jaxdistil.glue.tasks import GlueError
 
 TEMPERATURE = 2.0
@@ -57,9 +58,7 @@ def weighted_mean(per_row, weights) -> jax.Array:
   """sum(w * x) / sum(w) over rows with w > 0, exactly; 0 when no row has
   weight (never 0 / 0). A select, not a product, so a non-finite value in a
   zero-weight row cannot turn the sum into NaN."""
-  w = weights.astype(jnp.float32)
-  total = jnp.sum(jnp.where(w > 0, per_row * w, 0.0))
-  count = jnp.sum(w)
+  total, count = losses.masked_sum(per_row, weights)
   return jnp.where(count > 0, total / jnp.where(count > 0, count, 1.0), 0.0)
 
 
@@ -79,16 +78,6 @@ def _per_row_mix(soft, hard, label_weights, alpha: float):
   return jnp.where(label_weights > 0, mixed, soft)
 
 
-def soft_kl(student_logits, teacher_logits, temperature: float) -> jax.Array:
-  """Per row: KL(softmax(t/T) || softmax(s/T)), [batch]."""
-  t = jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))
-  log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature)
-  log_pt = jax.nn.log_softmax(t / temperature)
-  pt = jnp.exp(log_pt)
-  # A class of teacher probability 0 adds nothing (not 0 * -inf).
-  return jnp.sum(jnp.where(pt > 0, pt * (log_pt - log_ps), 0.0), axis=-1)
-
-
 def classification_loss(student_logits, teacher_logits, labels, weights,
                         label_weights=None, *, temperature: float = TEMPERATURE,
                         alpha: float = ALPHA):
@@ -101,12 +90,9 @@ def classification_loss(student_logits, teacher_logits, labels, weights,
   alpha * mean(kd) + (1 - alpha) * mean(ce). The reported 'kd' is the mean
   over rows of `weights`, 'ce' over the labelled ones. Logits are
   [batch, classes]."""
-  kd_row = temperature ** 2 * soft_kl(student_logits, teacher_logits,
-                                      temperature)
-  s = student_logits.astype(jnp.float32)
-  labels = jnp.clip(labels.astype(jnp.int32), 0, s.shape[-1] - 1)
-  nll = (jax.nn.logsumexp(s, axis=-1)
-         - jnp.take_along_axis(s, labels[:, None], axis=-1)[:, 0])
+  kd_row = temperature ** 2 * losses.kl_at_temperature(
+      student_logits, teacher_logits, temperature)
+  nll = losses.cross_entropy(student_logits, labels)
   total = weighted_mean(_per_row_mix(kd_row, nll, label_weights, alpha), weights)
   return total, {'kd': weighted_mean(kd_row, weights),
                  'ce': weighted_mean(nll, _label_rows(weights, label_weights))}

@@ -18,52 +18,40 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxdistil import sharding
 from jaxdistil.convert import classifier as classifier_lib
 from jaxdistil.glue import data as glue_data
-from jaxdistil.glue import finetune, heads, labels
+from jaxdistil.glue import heads, labels, step
 from jaxdistil.glue import metrics as glue_metrics
-from jaxdistil.glue.tasks import GlueError, Task
+from jaxdistil.glue.batching import bucket_lengths, eval_padding_fraction
+from jaxdistil.glue.config import FinetuneConfig
+from jaxdistil.glue.tasks import Task
 from jaxdistil.models import bert
-
-
-def encode_dev(task: Task, data_dir, tokenizer, max_len: int, source: str,
-               family: str) -> dict:
-  """Each dev split of `task`, encoded: {split name: arrays}."""
-  style = 'roberta' if family in bert.ROBERTA_FAMILIES else 'bert'
-  out = {}
-  for d in task.dev:
-    dev = glue_data.read_split(task, d.name, data_dir, source)
-    if len(dev) == 0:
-      raise GlueError(f'{dev.origin}: no dev examples')
-    out[d.name] = glue_data.encode(dev, tokenizer, max_len, style)
-  return out
 
 
 class Predictor:
   """A classifier placed on the mesh, with its jitted prediction."""
 
   def __init__(self, bert_cfg: bert.BertConfig, params: dict, head: dict,
-               cfg: finetune.FinetuneConfig):
-    self.mesh = finetune._mesh(cfg)
-    finetune.check_settings(bert_cfg, cfg, self.mesh)
-    self.batch_size = finetune._round_up(cfg.eval_batch_size,
-                                         sharding.batch_divisor(self.mesh))
-    self.buckets = finetune.bucket_lengths(cfg.max_len, cfg.length_buckets)
+               cfg: FinetuneConfig):
+    self.mesh = step.mesh_of(cfg)
+    step.check_settings(bert_cfg, cfg, self.mesh)
+    self.batch_size = step.eval_batch_size(cfg, self.mesh)
+    self.buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
     cfg_inference = bert_cfg.replace(hidden_dropout=0.0, attention_dropout=0.0)
     encoder, rest, _ = heads.split_encoder_params(bert_cfg, jax.device_get(params))
     tree = {'encoder': encoder, 'head': jax.device_get(head)}
-    p_sh = finetune.param_shardings(bert_cfg, tree, self.mesh)
+    p_sh = step.param_shardings(bert_cfg, tree, self.mesh)
     rest_sh = jax.tree.map(lambda _: NamedSharding(self.mesh, P()), rest)
     batch_sh = sharding.batch_sharding(self.mesh)
     self.params = jax.device_put(tree, p_sh)
     self.rest = jax.device_put(rest, rest_sh)
-    self.predict = jax.jit(functools.partial(finetune.predict_step, cfg_inference),
+    self.predict = jax.jit(functools.partial(step.predict_step, cfg_inference),
                            in_shardings=(p_sh, rest_sh, batch_sh),
                            out_shardings=batch_sh)
 
   def logits(self, arrays: dict) -> np.ndarray:
     """[N, outputs] float32 logits of every row of `arrays`, in order."""
     with sharding.constraints(self.mesh):
-      return finetune.predict_logits(self.predict, self.params, self.rest, arrays,
-                                     self.batch_size, self.mesh, self.buckets)
+      return step.predict_logits(self.predict, self.params, self.rest, arrays,
+                                 self.batch_size, self.mesh, self.buckets)
 
 
 def task_head(task: Task, head: dict, info, where: str) -> tuple[dict, str | None]:
@@ -79,28 +67,18 @@ def score_classifier(task: Task, data_dir, bert_cfg: bert.BertConfig,
                      where: str = 'the model', **overrides) -> dict:
   """The task's dev metrics of the classifier's own head, in `run_task`'s
   result shape (one entry in 'per_seed', with seed None) plus 'eval_only'."""
-  cfg = finetune.FinetuneConfig(max_len=max_len, **overrides)
+  cfg = FinetuneConfig(max_len=max_len, **overrides)
   head, notice = task_head(task, head, info, where)
   if notice:
     print(f'jaxdistil.glue: notice: {notice}', flush=True)
-  dev = encode_dev(task, data_dir, tokenizer, cfg.max_len, source,
-                   bert_cfg.family)
-  top = max(int(a['input_ids'].max()) for a in dev.values())
-  if top >= bert_cfg.vocab_size:
-    raise GlueError(f'the tokenizer gives token id {top} but the model has '
-                    f'{bert_cfg.vocab_size} embeddings: tokenizer and model do '
-                    f'not match')
+  dev = glue_data.encode_dev(task, data_dir, tokenizer, cfg.max_len, source,
+                             glue_data.style_of(bert_cfg.family))
+  glue_data.check_vocab(dev.values(), bert_cfg.vocab_size)
   predictor = Predictor(bert_cfg, params, head, cfg)
-  metrics = {}
-  for d in task.dev:
-    logits = predictor.logits(dev[d.name])
-    preds = logits[:, 0] if task.is_regression else logits.argmax(axis=-1)
-    for name, value in glue_metrics.compute(task.metrics, preds,
-                                            dev[d.name]['labels']).items():
-      metrics[name + d.suffix] = value
+  metrics = step.evaluate(task, predictor.logits, dev)
   score = glue_metrics.task_score(metrics, task.metric_keys())
-  eval_padding = finetune.eval_padding_fraction(dev, predictor.batch_size,
-                                                predictor.buckets)
+  eval_padding = eval_padding_fraction(dev, predictor.batch_size,
+                                       predictor.buckets)
   settings = cfg.settings()
   return {'task': task.name, 'score': score, 'metrics': metrics,
           'per_seed': [{'seed': None, 'metrics': metrics, 'score': score}],

@@ -7,6 +7,7 @@ student's own tokens. A student narrower than its teacher maps its states
 through one trained projection (`kd.init_projection`, TinyBERT's
 `fit_dense`); the heads must match in number (`check_intermediate`, before
 any data is read). The stage has its own peak rate (`kd_intermediate_lr`).
+`intermediate_stage` runs it for one seed, before the seed's fine-tuning.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxdistil import optim, sharding
 from jaxdistil.glue import kd
 from jaxdistil.glue.config import FinetuneConfig
-from jaxdistil.glue.step import TEACHER, Compiled, param_shardings
+from jaxdistil.glue.step import TEACHER, Compiled, fit, param_shardings
 from jaxdistil.glue.tasks import GlueError
 from jaxdistil.models import bert
 
@@ -101,6 +102,22 @@ def intermediate_params(bert_cfg, teacher_cfg, encoder: dict, key) -> dict:
     tree['projection'] = kd.init_projection(bert_cfg.hidden_size,
                                             teacher_cfg.hidden_size, key)
   return tree
+
+
+def intermediate_stage(stage1: Compiled, params, rest, arrays, cfg, key, seed,
+                       mesh, progress: bool, name: str, models: tuple):
+  """The encoder after `cfg.kd_intermediate_steps` steps of TinyBERT's
+  stage 1 (the head as it was; a projection to a wider teacher is trained
+  with it, then dropped). `models`: (student config, teacher config)."""
+  from tqdm.auto import tqdm
+  encoder = jax.device_put(
+      intermediate_params(*models, jax.device_get(params['encoder']),
+                          jax.random.fold_in(key, 2)), stage1.params)
+  with tqdm(total=cfg.kd_intermediate_steps, desc=f'{name} seed {seed} stage 1',
+            leave=False, disable=not progress, dynamic_ncols=True) as bar:
+    encoder, _ = fit(stage1, encoder, stage1.init_opt(encoder), rest, arrays, cfg,
+                     cfg.kd_intermediate_steps, key, seed, mesh, bar)
+  return {'encoder': encoder['encoder'], 'head': params['head']}
 
 
 def check_intermediate(bert_cfg, teacher_cfg) -> None:

@@ -1,6 +1,7 @@
 """The fine-tuning model as pure functions (encoder + head forward, the loss,
 one AdamW step, prediction), placed on a data-parallel mesh and jitted
-(`compile_steps`), and the dev-set predictions and metrics (`evaluate`).
+(`compile_steps`); the train step run over a batch plan (`fit`), and the
+dev-set predictions and metrics (`evaluate`, which `glue.scoring` runs too).
 
 The loss is the task's (cross-entropy, or MSE for STS-B), or with a teacher's
 logits in the batch the task-distillation loss (`glue.kd.task_loss`).
@@ -9,6 +10,7 @@ logits in the batch the task-distillation loss (`glue.kd.task_loss`).
 from __future__ import annotations
 
 import functools
+import time
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -17,11 +19,12 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxdistil import optim, sharding
+from jaxdistil import losses, optim, sharding
 from jaxdistil.glue import data as glue_data
 from jaxdistil.glue import heads, kd
 from jaxdistil.glue import metrics as glue_metrics
-from jaxdistil.glue.batching import _batch, bucket_lengths, eval_plan
+from jaxdistil.glue.batching import (Batch, bucket_lengths, eval_plan,
+                                     padded_rows, train_plan)
 from jaxdistil.glue.config import FinetuneConfig
 from jaxdistil.glue.tasks import GlueError, Task
 from jaxdistil.models import bert
@@ -49,12 +52,13 @@ def forward(cfg: bert.BertConfig, params: dict, rest: dict, batch: dict,
 
 
 def loss_fn(logits, labels, weights, regression: bool):
-  """Mean over rows with weight 1: MSE for regression, else cross-entropy."""
+  """Mean over rows of weight > 0 (`kd.weighted_mean`): the squared error for
+  regression, else the cross-entropy (`losses.cross_entropy`)."""
   if regression:
     per_row = jnp.square(logits[:, 0] - labels.astype(jnp.float32))
   else:
-    per_row = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    per_row = losses.cross_entropy(logits, labels)
+  return kd.weighted_mean(per_row, weights)
 
 
 def train_step(cfg, tx, regression, head_dropout, params, opt_state, rest,
@@ -93,8 +97,16 @@ def predict_step(cfg, params, rest, batch):
 # ----------------------------------------------------------------------------
 # Sharding and batches
 
-def _mesh(cfg: FinetuneConfig):
+def mesh_of(cfg: FinetuneConfig):
+  """The device mesh `cfg.mesh` names."""
   return sharding.make_mesh(dict(cfg.mesh))
+
+
+def eval_batch_size(cfg: FinetuneConfig, mesh) -> int:
+  """`cfg.eval_batch_size` rounded up to a multiple of the data-parallel
+  devices of `mesh`."""
+  divisor = sharding.batch_divisor(mesh)
+  return -(-cfg.eval_batch_size // divisor) * divisor
 
 
 def param_shardings(bert_cfg: bert.BertConfig, params: dict, mesh) -> dict:
@@ -126,6 +138,15 @@ def _gather(x) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
+def device_batch(arrays: dict, batch: Batch, batch_size: int, mesh) -> dict:
+  """The rows of `batch` (padded to `batch_size` with zero-weight rows, the
+  tokens cut to its length) as a global batch on `mesh`, from this process's
+  share of them."""
+  host = padded_rows(arrays, batch.index, batch_size, batch.length)
+  host = {k: v[_host_rows(batch_size)] for k, v in host.items()}
+  return sharding.global_batch(host, mesh)
+
+
 def predict_logits(predict, params, rest, arrays: dict, batch_size: int, mesh,
                    buckets: Sequence[int] | None = None) -> np.ndarray:
   """[N, num_outputs] logits of every row of `arrays`, in their order, from
@@ -134,32 +155,27 @@ def predict_logits(predict, params, rest, arrays: dict, batch_size: int, mesh,
   buckets = buckets or (arrays['input_ids'].shape[1],)
   logits = None
   for batch in eval_plan(lengths, batch_size, buckets):
-    host = _batch(arrays, batch.index, batch_size, batch.length)
-    host = {k: v[_host_rows(batch_size)] for k, v in host.items()}
-    out = _gather(predict(params, rest, sharding.global_batch(host, mesh)))
+    out = _gather(predict(params, rest,
+                          device_batch(arrays, batch, batch_size, mesh)))
     if logits is None:
       logits = np.zeros((len(lengths),) + out.shape[1:], out.dtype)
     logits[batch.index] = out[:len(batch.index)]
   return logits
 
 
-def evaluate(task: Task, predict, params, rest, dev: dict, batch_size: int,
-             mesh, buckets: Sequence[int] | None = None) -> dict:
-  """The task's metrics on each of its dev sets (keys as `task.metric_keys()`)."""
+def evaluate(task: Task, logits_of: Callable[[dict], np.ndarray],
+             dev: dict) -> dict:
+  """The task's metrics on each of its dev sets (keys as `task.metric_keys()`),
+  from `logits_of(arrays)`: the [N, outputs] logits of a dev set's rows (as
+  `predict_logits` gives them)."""
   out = {}
   for d in task.dev:
-    arrays = dev[d.name]
-    logits = predict_logits(predict, params, rest, arrays, batch_size, mesh,
-                            buckets)
+    logits = logits_of(dev[d.name])
     preds = logits[:, 0] if task.is_regression else logits.argmax(axis=-1)
     for name, value in glue_metrics.compute(task.metrics, preds,
-                                            arrays['labels']).items():
+                                            dev[d.name]['labels']).items():
       out[name + d.suffix] = value
   return out
-
-
-def _round_up(x: int, multiple: int) -> int:
-  return -(-x // multiple) * multiple
 
 
 class Compiled(NamedTuple):
@@ -197,6 +213,42 @@ def compile_steps(task: Task, bert_cfg: bert.BertConfig, cfg: FinetuneConfig,
                     in_shardings=(p_sh, rest_sh, batch_sh), out_shardings=batch_sh)
   return Compiled(step, predict, jax.jit(tx.init, out_shardings=o_sh), p_sh,
                   rest_sh)
+
+
+def fit(compiled: Compiled, params, opt_state, rest, arrays: dict,
+        cfg: FinetuneConfig, steps: int, key, seed: int, mesh, bar,
+        start: int = 0, on_step=None, times: list | None = None):
+  """`steps` train steps over `arrays` in the batches of `train_plan` (one
+  shape, so one compile, per bucket); the final params and last loss. A
+  resumed run starts at step `start` (the plan's earlier batches skipped);
+  `on_step(step, params, opt_state)` runs after each step (checkpoints);
+  `times` gets each step's wall seconds (compiles included)."""
+  lengths = glue_data.lengths(arrays)
+  buckets = bucket_lengths(cfg.max_len, cfg.length_buckets)
+  # On CPU, one step at a time: XLA's CPU collectives can deadlock when many
+  # steps queue up on fake devices that share a small thread pool.
+  sync = jax.default_backend() == 'cpu'
+  loss = None
+  with sharding.constraints(mesh):
+    plan = train_plan(lengths, cfg.batch_size, steps, seed, buckets)
+    for step, batch in enumerate(plan):
+      if step < start:
+        continue
+      t0 = time.perf_counter()
+      params, opt_state, loss = compiled.train_step(
+          params, opt_state, rest,
+          device_batch(arrays, batch, cfg.batch_size, mesh), key,
+          np.int32(step))
+      if sync:
+        loss.block_until_ready()
+      if times is not None:
+        times.append(time.perf_counter() - t0)
+      bar.update(1)
+      if step % 50 == 0 or step == steps - 1:
+        bar.set_postfix(loss=f'{float(loss):.4f}')
+      if on_step is not None:
+        on_step(step + 1, params, opt_state)
+  return params, (float('nan') if loss is None else float(loss))
 
 
 def check_settings(bert_cfg: bert.BertConfig, cfg: FinetuneConfig, mesh) -> None:

@@ -50,13 +50,11 @@ def kd_overrides(args) -> dict:
   return out
 
 
-def make_teacher(path: str, task, max_len: int, workdir: str | None):
-  """`teacher(examples, split) -> logits` for `run_task`: the fine-tuned
-  classifier at `path`, its head in `task`'s class order, on its own
-  tokenizer (teacher and student may tokenize differently). With a
-  `workdir`, the logits are cached there (`glue.teacher_cache`), keyed by the
-  teacher and the data; without one they are computed once per run."""
-  from jaxdistil.glue import finetune, scoring, teacher_cache
+def _load_teacher(path: str, task):
+  """(the classifier at `path`, its head in `task`'s class order, its own
+  tokenizer); a model without a head or without tokenizer files, or one
+  fine-tuned on another task, is refused in one line."""
+  from jaxdistil.glue import scoring
   loaded = load_classifier(path)
   if loaded.head is None:
     raise GlueError(f'--teacher={path} has no classifier head: give a model '
@@ -72,10 +70,20 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
     tok = tokenizer_lib.load(loaded.tokenizer_dir)
   except ValueError as e:
     raise GlueError(str(e).splitlines()[0]) from None
-  family = loaded.config.family
-  style = 'roberta' if family in ('roberta', 'xlm-roberta') else 'bert'
-  cfg = finetune.FinetuneConfig(max_len=min(max_len,
-                                            loaded.config.max_position_embeddings))
+  return loaded, head, tok
+
+
+def make_teacher(path: str, task, max_len: int, workdir: str | None):
+  """`teacher(examples, split) -> logits` for `run_task`: the fine-tuned
+  classifier at `path`, its head in `task`'s class order, on its own
+  tokenizer (teacher and student may tokenize differently). With a
+  `workdir`, the logits are cached there (`glue.teacher_cache`), keyed by the
+  teacher and the data; without one they are computed once per run."""
+  from jaxdistil.glue import scoring, teacher_cache
+  from jaxdistil.glue.config import FinetuneConfig
+  loaded, head, tok = _load_teacher(path, task)
+  style = glue_data.style_of(loaded.config.family)
+  cfg = FinetuneConfig(max_len=min(max_len, loaded.config.max_position_embeddings))
   predictor = []
   fingerprint = []
 
@@ -96,10 +104,9 @@ def make_teacher(path: str, task, max_len: int, workdir: str | None):
     """(config, {'encoder', 'head'}, rest) for `run_task(online_teacher=)`:
     only where the teacher would read the student's own tokens."""
     from jaxdistil.data import tokenizer as tokenizer_lib
-    roberta = ('roberta', 'xlm-roberta')
     same = (tokenizer_lib.fingerprint(tok) ==
             tokenizer_lib.fingerprint(student_tokenizer)
-            and (family in roberta) == (student_family in roberta))
+            and style == glue_data.style_of(student_family))
     if not same:
       raise GlueError(f'--kd_online runs the teacher on the student\'s tokens, '
                       f'but {path} has another tokenizer: drop --kd_online (the '
