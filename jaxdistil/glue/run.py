@@ -104,16 +104,10 @@ def check_outputs(args, tasks) -> None:
                        error=GlueError)
 
 
-def evaluate(args, load_model: Callable | None = None) -> dict:
-  """Every task of `args` (the command's flags) for `args.model`: the summary
-  with per-task results, the macro-score and the table-1 row.
-
-  With `args.eval_only`, each task is scored by the model's own classifier
-  head without training; with `args.save` (one task), the median seed's
-  fine-tuned model is written there as a Hugging Face classifier."""
-  tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
-  check_outputs(args, tasks)
-  from jaxdistil.glue import finetune   # jax and the model: import late
+def _model(args, load_model: Callable | None):
+  """(BertConfig, params, tokenizer, `Loaded` or None) of --model: its own
+  tokenizer or --tokenizer, and --student_layers drawn from it (a new model,
+  without a head of its own)."""
   from jaxdistil.glue import teacher as teacher_lib
   loaded = None
   if load_model is None:
@@ -131,18 +125,16 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
                                               args.student_layers, args.model)
     if loaded is not None:
       loaded.head = loaded.classifier = None      # a new model: no head of its own
-  from jaxdistil.glue import defaults
-  notice = defaults.fill(args, getattr(bert_cfg, 'hidden_size', None),
-                         bool(getattr(args, 'teacher', None)))
-  if notice and not getattr(args, 'eval_only', False):   # a notice: stdout
-    print(f'jaxdistil.glue: {notice}', flush=True)
-  eval_only = getattr(args, 'eval_only', False)
-  if eval_only and getattr(loaded, 'head', None) is None:
-    raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
-                    f'{args.model} has none: fine-tune it (drop --eval_only)')
+  return bert_cfg, params, tokenizer, loaded
+
+
+def _teaching(args, task, tokenizer, bert_cfg):
+  """(teacher, the online teacher, the transfer set) that --teacher,
+  --kd_online and --transfer_set ask for (each None when not asked)."""
+  from jaxdistil.glue import teacher as teacher_lib
   teacher = transfer = online = None
   if getattr(args, 'teacher', None):
-    teacher = teacher_lib.make_teacher(args.teacher, tasks[0], args.max_len,
+    teacher = teacher_lib.make_teacher(args.teacher, task, args.max_len,
                                        getattr(args, 'workdir', None))
     if getattr(args, 'kd_online', False):
       # The step runs the teacher; its cached-mode logits still check it.
@@ -150,49 +142,84 @@ def evaluate(args, load_model: Callable | None = None) -> dict:
       if getattr(args, 'kd_intermediate_steps', 0):
         from jaxdistil.glue.stage1 import check_intermediate
         check_intermediate(bert_cfg, online[0])
-  transfer_meta = None
   if getattr(args, 'transfer_set', None):
     from jaxdistil.glue import augment
     transfer = augment.read_transfer_set(args.transfer_set)
-    transfer_meta = transfer.meta
-  results = {}
-  for task in tasks:
-    if eval_only:
-      from jaxdistil.glue import scoring
-      results[task.name] = scoring.score_classifier(
-          task, args.data_dir, bert_cfg, params, loaded.head, loaded.classifier,
-          tokenizer, max_len=args.max_len, source=source, where=args.model,
-          length_buckets=args.length_buckets)
-    else:
-      results[task.name] = finetune.run_task(
-          task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
-          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-          max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
-          source=source, progress=args.progress,
-          max_train_examples=args.max_train_examples,
-          length_buckets=args.length_buckets,
-          keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
-          transfer=transfer, online_teacher=online, **teacher_lib.kd_overrides(args),
-          **resumable(args, task))
-    best = results[task.name].pop('_best', None)
-    if best is not None:
-      results[task.name]['saved'] = save_classifier(
-          args.save, task, bert_cfg, best, loaded, args.tokenizer)
-    padding = results[task.name]['padding_fraction']
-    train_padding = ('no training' if padding['train'] is None
-                     else f'{padding["train"]:.0%} of train tokens')
-    print(f'{task.name}: {results[task.name]["score"]:.2f} '
-          f'{results[task.name]["metrics"]} (padding: {train_padding}, '
-          f'{padding["eval"]:.0%} of dev)', file=sys.stderr, flush=True)
+  return teacher, online, transfer
+
+
+def _task_result(args, task, source, model, teaching) -> dict:
+  """One task's result: scored by the model's own head (--eval_only) or
+  fine-tuned over seeds, the median seed saved with --save; its score printed
+  (stderr)."""
+  from jaxdistil.glue import finetune   # jax and the model: import late
+  from jaxdistil.glue import teacher as teacher_lib
+  bert_cfg, params, tokenizer, loaded = model
+  teacher, online, transfer = teaching
+  if getattr(args, 'eval_only', False):
+    from jaxdistil.glue import scoring
+    result = scoring.score_classifier(
+        task, args.data_dir, bert_cfg, params, loaded.head, loaded.classifier,
+        tokenizer, max_len=args.max_len, source=source, where=args.model,
+        length_buckets=args.length_buckets)
+  else:
+    result = finetune.run_task(
+        task, args.data_dir, bert_cfg, params, tokenizer, seeds=args.seeds,
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        max_len=args.max_len, max_steps=args.max_steps, seed=args.seed,
+        source=source, progress=args.progress,
+        max_train_examples=args.max_train_examples,
+        length_buckets=args.length_buckets,
+        keep_best=bool(getattr(args, 'save', None)), teacher=teacher,
+        transfer=transfer, online_teacher=online, **teacher_lib.kd_overrides(args),
+        **resumable(args, task))
+  best = result.pop('_best', None)
+  if best is not None:
+    result['saved'] = save_classifier(args.save, task, bert_cfg, best, loaded,
+                                      args.tokenizer)
+  padding = result['padding_fraction']
+  train_padding = ('no training' if padding['train'] is None
+                   else f'{padding["train"]:.0%} of train tokens')
+  print(f'{task.name}: {result["score"]:.2f} {result["metrics"]} (padding: '
+        f'{train_padding}, {padding["eval"]:.0%} of dev)', file=sys.stderr,
+        flush=True)
+  return result
+
+
+def evaluate(args, load_model: Callable | None = None) -> dict:
+  """Every task of `args` (the command's flags) for `args.model`: the summary
+  with per-task results, the macro-score and the table-1 row.
+
+  With `args.eval_only`, each task is scored by the model's own classifier
+  head without training; with `args.save` (one task), the median seed's
+  fine-tuned model is written there as a Hugging Face classifier."""
+  tasks, source = resolve_tasks(args.task, args.data_dir, args.source)
+  check_outputs(args, tasks)
+  model = _model(args, load_model)
+  bert_cfg, loaded = model[0], model[3]
+  from jaxdistil.glue import defaults
+  notice = defaults.fill(args, getattr(bert_cfg, 'hidden_size', None),
+                         bool(getattr(args, 'teacher', None)))
+  eval_only = getattr(args, 'eval_only', False)
+  if notice and not eval_only:                          # a notice: stdout
+    print(f'jaxdistil.glue: {notice}', flush=True)
+  if eval_only and getattr(loaded, 'head', None) is None:
+    raise GlueError(f'--eval_only scores a model\'s own classifier head, and '
+                    f'{args.model} has none: fine-tune it (drop --eval_only)')
+  teaching = _teaching(args, tasks[0], model[2], bert_cfg)
+  results = {task.name: _task_result(args, task, source, model, teaching)
+             for task in tasks}
   name = args.name or os.path.basename(os.path.normpath(args.model))
   scores = report.task_scores(results)
+  transfer = teaching[2]
   return {'name': name, 'model': args.model, 'source': source,
           'data_dir': args.data_dir, 'seeds': args.seeds,
           'score': glue_metrics.macro_score(scores), 'task_scores': scores,
           'tasks_missing': [t for t in TABLE1_ORDER if scores[t] is None],
           'tasks': results,
           'table1_row': report.table1_row(name, results),
-          'provenance': provenance(args, teacher, transfer_meta)}
+          'provenance': provenance(args, teaching[0],
+                                   None if transfer is None else transfer.meta)}
 
 
 def provenance(args, teacher, transfer_meta: dict | None) -> dict:
